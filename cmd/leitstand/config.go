@@ -1,0 +1,159 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/leitstand/leitstand/collector/httpin"
+	"github.com/leitstand/leitstand/collector/httpserver"
+	"github.com/leitstand/leitstand/collector/pipeline"
+	"github.com/leitstand/leitstand/collector/sink/file"
+	"github.com/leitstand/leitstand/internal/config"
+)
+
+// Config is leitstand's whole configuration: one YAML file whose sections
+// are the components' own configs.
+type Config struct {
+	// Log configures the daemon's own log.
+	Log LogConfig `yaml:"log"`
+	// ShutdownTimeout bounds draining on SIGTERM: receivers stop, queues
+	// drain, sinks flush. Default 30s.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// HTTP is the one HTTP listener.
+	HTTP httpserver.Config `yaml:"http"`
+	// Pipeline sizes the queue between receivers and sinks.
+	Pipeline pipeline.Config `yaml:"pipeline"`
+	// Ingest is the NDJSON intake at /v1/ingest.
+	Ingest httpin.Config `yaml:"ingest"`
+	// Sinks are where events go.
+	Sinks SinksConfig `yaml:"sinks"`
+}
+
+// LogConfig configures the daemon's own log, JSON lines on stderr.
+type LogConfig struct {
+	// Level is debug, info, warn or error. Default info. Event contents are
+	// never logged at info or above.
+	Level string `yaml:"level"`
+}
+
+// SinksConfig lists the sinks.
+type SinksConfig struct {
+	// File writes NDJSON files under the data directory.
+	File file.Config `yaml:"file"`
+}
+
+// DefaultConfig is the embedded default: everything on loopback, events to
+// files under dataDir.
+func DefaultConfig(dataDir string) Config {
+	c := Config{
+		Log:             LogConfig{Level: "info"},
+		ShutdownTimeout: 30 * time.Second,
+		HTTP:            httpserver.DefaultConfig(),
+		Pipeline:        pipeline.DefaultConfig(),
+		Ingest:          httpin.DefaultConfig(),
+		Sinks:           SinksConfig{File: file.DefaultConfig()},
+	}
+	c.Sinks.File.Dir = filepath.Join(dataDir, "events")
+	return c
+}
+
+// LoadConfig reads the file at path over the defaults (no path: the embedded
+// default) and validates the result. Every problem is returned at once, each
+// with file, line and key path.
+func LoadConfig(path, dataDir string) (Config, error) {
+	cfg := DefaultConfig(dataDir)
+	if path == "" {
+		return cfg, cfg.Validate()
+	}
+	src, err := config.LoadFile(path, &cfg)
+	if err != nil && !isFieldErrors(err) {
+		return cfg, fmt.Errorf("reading config: %w", err)
+	}
+	// Validate even after decode errors, so one run shows every problem;
+	// keys that failed to decode are not reported twice.
+	return cfg, src.Annotate(dropRepeats(err, cfg.Validate()))
+}
+
+func isFieldErrors(err error) bool {
+	for _, e := range config.Flatten(err) {
+		var fe *config.FieldError
+		if !errors.As(e, &fe) {
+			return false
+		}
+	}
+	return true
+}
+
+// dropRepeats joins decode errors with validation errors about other keys.
+func dropRepeats(decodeErr, validateErr error) error {
+	bad := map[string]bool{}
+	out := config.Flatten(decodeErr)
+	for _, e := range out {
+		var fe *config.FieldError
+		if errors.As(e, &fe) {
+			bad[fe.Path] = true
+		}
+	}
+	for _, e := range config.Flatten(validateErr) {
+		var fe *config.FieldError
+		if errors.As(e, &fe) && bad[fe.Path] {
+			continue
+		}
+		out = append(out, e)
+	}
+	return errors.Join(out...)
+}
+
+// Validate checks every section and the rules that span sections.
+func (c *Config) Validate() error {
+	var errs config.Errors
+	if _, err := parseLevel(c.Log.Level); err != nil {
+		errs.Addf("log.level", "%v", err)
+	}
+	if c.ShutdownTimeout < time.Second {
+		errs.Addf("shutdown_timeout", "must be at least 1s, got %s", c.ShutdownTimeout)
+	}
+	errs.Nest("http", c.HTTP.Validate())
+	errs.Nest("pipeline", c.Pipeline.Validate())
+	errs.Nest("ingest", c.Ingest.Validate())
+	errs.Nest("sinks.file", c.Sinks.File.Validate())
+	if !c.Sinks.File.Enabled {
+		errs.Addf("sinks", "no sink is enabled; events would have nowhere to go")
+	}
+	// A listener that leaves loopback must not take events from anyone.
+	if c.Ingest.Enabled && !httpserver.IsLoopback(c.HTTP.Listen) && !c.Ingest.HasAuth() {
+		errs.Addf("ingest.auth", "tokens are required because http.listen %q is not a loopback address", c.HTTP.Listen)
+	}
+	return errs.Err()
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil || strings.ContainsAny(s, "+-") {
+		return 0, fmt.Errorf("must be debug, info, warn or error, got %q", s)
+	}
+	return l, nil
+}
+
+// Summary is the one line `leitstand check` prints for a good config.
+func (c *Config) Summary() string {
+	var parts []string
+	parts = append(parts, "http on "+c.HTTP.Listen)
+	if c.Ingest.Enabled {
+		auth := "no auth (loopback)"
+		if c.Ingest.HasAuth() {
+			auth = "bearer tokens"
+		}
+		parts = append(parts, "ingest "+httpin.Path+" with "+auth)
+	}
+	var sinks []string
+	if c.Sinks.File.Enabled {
+		sinks = append(sinks, "file ("+c.Sinks.File.Dir+")")
+	}
+	parts = append(parts, "sinks: "+strings.Join(sinks, ", "))
+	return strings.Join(parts, "; ")
+}

@@ -1,0 +1,124 @@
+// Command leitstand is the observability and alerting aggregator daemon.
+//
+//	leitstand [run] [-config FILE] [-data DIR]   run the daemon (the default)
+//	leitstand check [-config FILE] [-data DIR]   validate a config and exit
+//	leitstand version                            print the version
+//
+// This package wires components together and owns nothing else.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"runtime/debug"
+
+	"github.com/leitstand/leitstand/internal/config"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+func main() {
+	os.Exit(Main(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// Main runs one subcommand and returns the exit code.
+func Main(args []string, stdout, stderr io.Writer) int {
+	cmd := "run"
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "run":
+		opts, ok := parseFlags("run", args, stderr)
+		if !ok {
+			return 2
+		}
+		return run(opts, stderr)
+	case "check":
+		opts, ok := parseFlags("check", args, stderr)
+		if !ok {
+			return 2
+		}
+		return check(opts, stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, versionString())
+		return 0
+	case "help", "-h", "--help":
+		usage(stdout)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "leitstand: unknown command %q\n\n", cmd)
+		usage(stderr)
+		return 2
+	}
+}
+
+type options struct {
+	configFile string
+	dataDir    string
+}
+
+func parseFlags(name string, args []string, stderr io.Writer) (options, bool) {
+	var o options
+	fs := flag.NewFlagSet("leitstand "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.configFile, "config", "", "configuration `file` (YAML); without it leitstand runs the embedded default on loopback")
+	fs.StringVar(&o.dataDir, "data", "./data", "data `directory` for event files, spool and TSDB")
+	if err := fs.Parse(args); err != nil {
+		return o, false
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "leitstand %s: unexpected argument %q\n", name, fs.Arg(0))
+		return o, false
+	}
+	return o, true
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `usage: leitstand [command] [-config FILE] [-data DIR]
+
+commands:
+  run       run the daemon (the default)
+  check     validate the configuration and exit
+  version   print the version
+`)
+}
+
+func versionString() string {
+	commit := "unknown"
+	if info, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range info.Settings {
+			if s.Key == "vcs.revision" {
+				commit = s.Value
+			}
+		}
+	}
+	return fmt.Sprintf("leitstand %s (commit %s, %s %s/%s)", version, commit, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
+// check validates the configuration the way run does, without starting.
+func check(o options, stdout, stderr io.Writer) int {
+	cfg, err := LoadConfig(o.configFile, o.dataDir)
+	if err != nil {
+		printConfigErrors(stderr, err)
+		return 1
+	}
+	name := o.configFile
+	if name == "" {
+		name = "embedded default"
+	}
+	fmt.Fprintf(stdout, "config OK (%s): %s\n", name, cfg.Summary())
+	return 0
+}
+
+func printConfigErrors(w io.Writer, err error) {
+	errs := config.Flatten(err)
+	fmt.Fprintf(w, "leitstand: the configuration has %d problem(s):\n", len(errs))
+	for _, e := range errs {
+		fmt.Fprintf(w, "  %v\n", e)
+	}
+}

@@ -1,0 +1,207 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/leitstand/leitstand/collector"
+	"github.com/leitstand/leitstand/collector/httpin"
+	"github.com/leitstand/leitstand/collector/httpserver"
+	"github.com/leitstand/leitstand/collector/pipeline"
+	"github.com/leitstand/leitstand/collector/sink/file"
+	"github.com/leitstand/leitstand/collector/telemetry"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// run starts the daemon and blocks until SIGINT or SIGTERM has drained it.
+func run(o options, stderr io.Writer) int {
+	cfg, err := LoadConfig(o.configFile, o.dataDir)
+	if err != nil {
+		printConfigErrors(stderr, err)
+		return 1
+	}
+	level, _ := parseLevel(cfg.Log.Level)
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	d, err := build(cfg, log)
+	if err != nil {
+		log.Error("start-up failed", "err", err)
+		return 1
+	}
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(signals)
+
+	if err := d.start(); err != nil {
+		log.Error("start-up failed", "err", err)
+		return 1
+	}
+	log.Info("leitstand started", "version", version, "http", d.http.Addr().String(),
+		"config", o.configFile, "data", o.dataDir, "events", cfg.Sinks.File.Dir)
+
+	select {
+	case sig := <-signals:
+		log.Info("stopping on signal; draining", "signal", sig.String(), "deadline", cfg.ShutdownTimeout.String())
+	case err := <-d.http.Err():
+		log.Error("a component failed; stopping", "err", err)
+	}
+	// A second signal means "now": exit without waiting for the drain.
+	go func() {
+		sig := <-signals
+		log.Error("second signal; exiting without finishing the drain", "signal", sig.String())
+		os.Exit(1)
+	}()
+	if err := d.stop(cfg.ShutdownTimeout); err != nil {
+		log.Error("shutdown incomplete", "err", err)
+		return 1
+	}
+	log.Info("leitstand stopped")
+	return 0
+}
+
+// daemon is the wired set of components and the order they run in.
+type daemon struct {
+	log      *slog.Logger
+	http     *httpserver.Server
+	pipe     *pipeline.Pipeline
+	sinks    []collector.Sink
+	stopping atomic.Bool
+
+	// started lists what start has started, so stop can stop exactly that,
+	// in reverse: receivers first, then the pipeline, then the sinks.
+	started []namedComponent
+}
+
+type namedComponent struct {
+	name string
+	c    collector.Component
+}
+
+func build(cfg Config, log *slog.Logger) (*daemon, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "leitstand", Name: "build_info", Help: "Build information; always 1.",
+			ConstLabels: prometheus.Labels{"version": version},
+		}, func() float64 { return 1 }),
+	)
+	m := telemetry.New(reg)
+	d := &daemon{log: log}
+
+	if cfg.Sinks.File.Enabled {
+		d.sinks = append(d.sinks, file.New(cfg.Sinks.File, reg, log.With("component", "file")))
+	}
+	d.pipe = pipeline.New(cfg.Pipeline, nil, d.sinks, m, log.With("component", "pipeline"))
+
+	mux := http.NewServeMux()
+	if cfg.Ingest.Enabled {
+		ingest, err := httpin.New(cfg.Ingest, d.pipe, m, log.With("component", "ingest"))
+		if err != nil {
+			return nil, err
+		}
+		mux.Handle(httpin.Path, instrument(reg, "ingest", ingest))
+	}
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeStatus(w, http.StatusOK, map[string]string{"status": "alive"})
+	})
+	mux.HandleFunc("/readyz", d.readyz)
+	d.http = httpserver.New(cfg.HTTP, mux, log.With("component", "http"))
+	return d, nil
+}
+
+// instrument counts requests and their latency per handler and status code.
+func instrument(reg prometheus.Registerer, handler string, h http.Handler) http.Handler {
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "leitstand", Name: "http_requests_total", Help: "HTTP requests by handler and status code.",
+		ConstLabels: prometheus.Labels{"handler": handler},
+	}, []string{"code"})
+	duration := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "leitstand", Name: "http_request_duration_seconds", Help: "HTTP request latency by handler.",
+		ConstLabels: prometheus.Labels{"handler": handler},
+	}, []string{"code"})
+	reg.MustRegister(requests, duration)
+	return promhttp.InstrumentHandlerCounter(requests, promhttp.InstrumentHandlerDuration(duration, h))
+}
+
+// start starts sinks first and receivers last, so nothing is received that
+// cannot go anywhere. A failure stops what already started.
+func (d *daemon) start() error {
+	order := []namedComponent{}
+	for _, s := range d.sinks {
+		order = append(order, namedComponent{"sink " + s.Name(), s})
+	}
+	order = append(order, namedComponent{"pipeline", d.pipe}, namedComponent{"http", d.http})
+	for _, nc := range order {
+		if err := nc.c.Start(context.Background()); err != nil {
+			stopErr := d.stop(10 * time.Second)
+			return errors.Join(fmt.Errorf("starting %s: %w", nc.name, err), stopErr)
+		}
+		d.started = append(d.started, nc)
+	}
+	return nil
+}
+
+// stop marks the daemon not ready and stops the started components in
+// reverse order within one deadline; errors are collected, not allowed to
+// stop the loop, so every sink gets its chance to flush.
+func (d *daemon) stop(timeout time.Duration) error {
+	d.stopping.Store(true)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var errs []error
+	for i := len(d.started) - 1; i >= 0; i-- {
+		nc := d.started[i]
+		d.log.Info("stopping " + nc.name)
+		if err := nc.c.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stopping %s: %w", nc.name, err))
+		}
+	}
+	d.started = nil
+	return errors.Join(errs...)
+}
+
+// readyz answers 503 while shutting down or while a sink or the pipeline
+// is not ready, so load balancers stop sending before the process stops.
+func (d *daemon) readyz(w http.ResponseWriter, _ *http.Request) {
+	if d.stopping.Load() {
+		writeStatus(w, http.StatusServiceUnavailable, map[string]string{"status": "shutting down"})
+		return
+	}
+	problems := map[string]string{}
+	for _, s := range d.sinks {
+		if rc, ok := s.(collector.ReadinessChecker); ok {
+			if err := rc.Ready(); err != nil {
+				problems["sink "+s.Name()] = err.Error()
+			}
+		}
+	}
+	if err := d.pipe.Ready(); err != nil {
+		problems["pipeline"] = err.Error()
+	}
+	if len(problems) > 0 {
+		writeStatus(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready", "problems": problems})
+		return
+	}
+	writeStatus(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func writeStatus(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
