@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"path/filepath"
 	"strings"
 	"time"
@@ -125,8 +126,9 @@ func (c *Config) Validate() error {
 		errs.Addf("sinks", "no sink is enabled; events would have nowhere to go")
 	}
 	// A listener that leaves loopback must not take events from anyone.
-	if c.Ingest.Enabled && !httpserver.IsLoopback(c.HTTP.Listen) && !c.Ingest.HasAuth() {
-		errs.Addf("ingest.auth", "tokens are required because http.listen %q is not a loopback address", c.HTTP.Listen)
+	if _, _, err := net.SplitHostPort(c.HTTP.Listen); err == nil && c.Ingest.Enabled &&
+		!httpserver.IsLoopback(c.HTTP.Listen) && !c.Ingest.HasAuth() {
+		errs.Addf("http.listen", "%q is not a loopback address, so ingest.auth must list tokens (or set ingest.enabled: false)", c.HTTP.Listen)
 	}
 	return errs.Err()
 }

@@ -84,7 +84,7 @@ func Decode(name string, data []byte, dst any) (*Source, error) {
 	src := &Source{File: name, lines: map[string]int{}}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return src, &FieldError{File: name, Err: cleanYAMLError(err)}
+		return src, syntaxError(name, err)
 	}
 	if len(doc.Content) == 0 {
 		return src, nil // an empty file means "all defaults"
@@ -163,9 +163,15 @@ func (d *decoder) structure(n *yaml.Node, v reflect.Value, path string) {
 		return
 	}
 	fields := yamlFields(v.Type())
+	seen := map[string]int{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, val := n.Content[i], n.Content[i+1]
 		p := JoinPath(path, k.Value)
+		if first, dup := seen[k.Value]; dup {
+			d.fail(k, p, "key %q appears twice (first on line %d)", k.Value, first)
+			continue
+		}
+		seen[k.Value] = k.Line
 		idx, ok := fields[k.Value]
 		if !ok {
 			d.fail(k, p, "unknown key %q%s", k.Value, suggest(k.Value, fields))
@@ -206,6 +212,10 @@ func (d *decoder) mapping(n *yaml.Node, v reflect.Value, path string) {
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, val := n.Content[i], n.Content[i+1]
 		p := JoinPath(path, k.Value)
+		if v.MapIndex(reflect.ValueOf(k.Value).Convert(v.Type().Key())).IsValid() && d.src.lines[p] != 0 {
+			d.fail(k, p, "key %q appears twice (first on line %d)", k.Value, d.src.lines[p])
+			continue
+		}
 		d.src.lines[p] = k.Line
 		elem := reflect.New(v.Type().Elem())
 		setDefaults(elem)
@@ -336,6 +346,20 @@ func levenshtein(a, b string) int {
 		prev, cur = cur, prev
 	}
 	return prev[len(b)]
+}
+
+// syntaxError turns the parser's "yaml: line 3: …" into file:3: ….
+func syntaxError(name string, err error) error {
+	msg := cleanYAMLError(err).Error()
+	var line int
+	if rest, ok := strings.CutPrefix(msg, "line "); ok {
+		if num, after, ok := strings.Cut(rest, ": "); ok {
+			if l, err := strconv.Atoi(num); err == nil {
+				line, msg = l, after
+			}
+		}
+	}
+	return &FieldError{File: name, Line: line, Err: errors.New("YAML syntax: " + msg)}
 }
 
 // cleanYAMLError drops the "yaml: " prefix; the file name says it is YAML.
