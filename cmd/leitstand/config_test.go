@@ -57,6 +57,7 @@ var expectedErrors = map[string][]string{
 		`:2: pipeline.queue_size: must be at least 1, got 0`,
 		`:3: pipeline.workers: must be between 1 and 1024, got 5000`,
 		`:5: ingest.max_body_bytes: must be between 1KiB and 1GiB, got 2GiB`,
+		`:4: ingest.max_inflight_bytes: must be at least max_body_bytes (2GiB), got 256MiB`,
 		`:6: ingest.default_dataset: must be lowercase letters`,
 	},
 	"log_level.yaml": {

@@ -22,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
@@ -29,6 +30,7 @@ import (
 	"github.com/leitstand/leitstand/collector/pipeline"
 	"github.com/leitstand/leitstand/collector/telemetry"
 	"github.com/leitstand/leitstand/internal/config"
+	"golang.org/x/sync/semaphore"
 )
 
 // Path is where the intake listens.
@@ -41,6 +43,11 @@ type Config struct {
 	// MaxBodyBytes limits a request body after decompression (and before).
 	// Default 16MiB.
 	MaxBodyBytes config.ByteSize `yaml:"max_body_bytes"`
+	// MaxInflightBytes bounds the request bodies held in memory at once;
+	// a request that would pass it waits like a full queue, then gets 429.
+	// A compressed body or one without Content-Length counts as
+	// max_body_bytes. Default 256MiB.
+	MaxInflightBytes config.ByteSize `yaml:"max_inflight_bytes"`
 	// DefaultDataset is event.dataset for lines that name none. Default generic.
 	DefaultDataset string `yaml:"default_dataset"`
 	// Auth holds the bearer tokens. Required when the HTTP listener is not on
@@ -63,10 +70,11 @@ type Auth struct {
 // DefaultConfig returns the intake's defaults.
 func DefaultConfig() Config {
 	return Config{
-		Enabled:        true,
-		MaxBodyBytes:   16 << 20,
-		DefaultDataset: collector.DefaultDataset,
-		Queue:          pipeline.Policy{WhenFull: pipeline.Block, BlockTimeout: 5e9},
+		Enabled:          true,
+		MaxBodyBytes:     16 << 20,
+		MaxInflightBytes: 256 << 20,
+		DefaultDataset:   collector.DefaultDataset,
+		Queue:            pipeline.Policy{WhenFull: pipeline.Block, BlockTimeout: 5 * time.Second},
 	}
 }
 
@@ -78,6 +86,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxBodyBytes < 1024 || c.MaxBodyBytes > 1<<30 {
 		errs.Addf("max_body_bytes", "must be between 1KiB and 1GiB, got %s", c.MaxBodyBytes)
+	}
+	if c.MaxInflightBytes < c.MaxBodyBytes {
+		errs.Addf("max_inflight_bytes", "must be at least max_body_bytes (%s), got %s", c.MaxBodyBytes, c.MaxInflightBytes)
 	}
 	if !validDataset(c.DefaultDataset) {
 		errs.Addf("default_dataset", "must be lowercase letters, digits, '_', '-' and '.', got %q", c.DefaultDataset)
@@ -109,8 +120,10 @@ type Handler struct {
 	cfg    Config
 	tokens [][sha256.Size]byte // hashed, so comparing takes the same time whatever the length
 	next   Submitter
-	c      *telemetry.Component
-	log    *slog.Logger
+	// inflight holds the bytes of bodies being read or processed.
+	inflight *semaphore.Weighted
+	c        *telemetry.Component
+	log      *slog.Logger
 
 	gzips sync.Pool
 	zstds sync.Pool
@@ -118,7 +131,8 @@ type Handler struct {
 
 // New builds the handler, reading the tokens file.
 func New(cfg Config, next Submitter, m *telemetry.Metrics, log *slog.Logger) (*Handler, error) {
-	h := &Handler{cfg: cfg, next: next, c: m.Component("ingest"), log: log}
+	h := &Handler{cfg: cfg, next: next, c: m.Component("ingest"), log: log,
+		inflight: semaphore.NewWeighted(int64(cfg.MaxInflightBytes))}
 	tokens := cfg.Auth.Tokens
 	if cfg.Auth.TokensFile != "" {
 		more, err := config.ReadSecretLines(cfg.Auth.TokensFile)
@@ -169,6 +183,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	reserve := h.reservation(r)
+	if !h.reserve(r.Context(), reserve) {
+		h.c.Refused("inflight_full", 0)
+		w.Header().Set("Retry-After", "1")
+		writeJSON(w, http.StatusTooManyRequests, Response{Error: "too many request bodies in flight; retry later"})
+		return
+	}
+	defer h.inflight.Release(reserve)
+
 	buf := collector.GetBuffer()
 	status, err := h.readBody(r, buf)
 	if err != nil {
@@ -217,6 +240,31 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Retry-After", "5")
 		writeJSON(w, http.StatusServiceUnavailable, Response{Error: "events not stored: " + err.Error()})
 	}
+}
+
+// reservation is how much memory a request's body may take.
+func (h *Handler) reservation(r *http.Request) int64 {
+	encoding := r.Header.Get("Content-Encoding")
+	if r.ContentLength > 0 && (encoding == "" || encoding == "identity") {
+		return min(r.ContentLength, int64(h.cfg.MaxBodyBytes))
+	}
+	return int64(h.cfg.MaxBodyBytes)
+}
+
+// reserve waits for in-flight room as the queue policy says.
+func (h *Handler) reserve(ctx context.Context, n int64) bool {
+	if h.inflight.TryAcquire(n) {
+		return true
+	}
+	if h.cfg.Queue.WhenFull == pipeline.DropNewest {
+		return false
+	}
+	if h.cfg.Queue.BlockTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, h.cfg.Queue.BlockTimeout)
+		defer cancel()
+	}
+	return h.inflight.Acquire(ctx, n) == nil
 }
 
 func refuseReason(status int) string {

@@ -298,3 +298,42 @@ func refused(t *testing.T, reg *prometheus.Registry, reason string) float64 {
 	}
 	return 0
 }
+
+func TestInflightBodiesAreBounded(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.MaxBodyBytes, cfg.MaxInflightBytes = 4096, 4096
+	cfg.Queue = pipeline.Policy{WhenFull: pipeline.DropNewest}
+	f := newFixture(t, cfg, smallPipeline(), &captureSink{})
+	// A body without Content-Length reserves max_body_bytes; this one
+	// stalls until the test lets it finish.
+	pr, pw := io.Pipe()
+	first := make(chan int)
+	go func() {
+		req := httptest.NewRequest(http.MethodPost, Path, pr)
+		req.ContentLength = -1
+		rec := httptest.NewRecorder()
+		f.h.ServeHTTP(rec, req)
+		first <- rec.Code
+	}()
+	pw.Write([]byte(`{"message":"slow"`))
+	deadline := time.Now().Add(5 * time.Second)
+	for f.h.inflight.TryAcquire(1) {
+		f.h.inflight.Release(1)
+		if time.Now().After(deadline) {
+			t.Fatal("the stalled request never reserved its body")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	code, resp, h := f.post([]byte(`{"message":"fast"}`))
+	if code != http.StatusTooManyRequests || h.Get("Retry-After") == "" {
+		t.Fatalf("second request while the first holds all in-flight room: %d %+v", code, resp)
+	}
+	pw.Write([]byte("}\n"))
+	pw.Close()
+	if code := <-first; code != 200 {
+		t.Fatalf("stalled request: %d", code)
+	}
+	if code, _, _ := f.post([]byte(`{"message":"after"}`)); code != 200 {
+		t.Fatalf("after the first finished: %d", code)
+	}
+}
