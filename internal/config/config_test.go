@@ -9,16 +9,15 @@ import (
 )
 
 type sample struct {
-	Name    string            `yaml:"name"`
-	Port    int               `yaml:"port"`
-	Wait    time.Duration     `yaml:"wait"`
-	Size    ByteSize          `yaml:"size"`
-	Token   Secret            `yaml:"token"`
-	Items   []item            `yaml:"items"`
-	ByName  map[string]item   `yaml:"by_name"`
-	Labels  map[string]string `yaml:"labels"`
-	Nested  *item             `yaml:"nested"`
-	private int
+	Name   string            `yaml:"name"`
+	Port   int               `yaml:"port"`
+	Wait   time.Duration     `yaml:"wait"`
+	Size   ByteSize          `yaml:"size"`
+	Token  Secret            `yaml:"token"`
+	Items  []item            `yaml:"items"`
+	ByName map[string]item   `yaml:"by_name"`
+	Labels map[string]string `yaml:"labels"`
+	Nested *item             `yaml:"nested"`
 }
 
 type item struct {
