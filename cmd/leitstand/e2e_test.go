@@ -198,8 +198,23 @@ func TestEndToEndHundredThousandEvents(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
+	metrics := scrape(t, d.url)
+	for _, want := range []string{
+		`leitstand_events_accepted_total{component="ingest"} 100000`,
+		`leitstand_events_sent_total{component="file"} 100000`,
+		`leitstand_queue_depth_events{queue="pipeline"} 0`,
+		`leitstand_queue_capacity_events{queue="pipeline"} 65536`,
+		`leitstand_http_requests_total{code="200",handler="ingest"} 200`,
+	} {
+		if !strings.Contains(metrics, want+"\n") {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 	if code := d.stop(t); code != 0 {
 		t.Fatalf("exit code %d after SIGTERM, want 0:\n%s", code, d.stderr)
+	}
+	if !strings.Contains(d.stderr.String(), `"msg":"leitstand stopped"`) {
+		t.Errorf("no clean stop in the log:\n%s", d.stderr)
 	}
 
 	events := readEvents(t, d.data)
@@ -247,4 +262,18 @@ func postUntilAccepted(url string, body []byte, lines int) error {
 		return nil
 	}
 	return fmt.Errorf("still refused after 50 attempts")
+}
+
+func scrape(t testing.TB, url string) string {
+	t.Helper()
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
