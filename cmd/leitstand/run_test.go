@@ -58,4 +58,3 @@ func TestStartFailsCleanlyWhenThePortIsTaken(t *testing.T) {
 		t.Fatalf("components left running after a failed start: %v", d.started)
 	}
 }
-
