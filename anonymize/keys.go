@@ -1,0 +1,341 @@
+package anonymize
+
+import "strings"
+
+// keyClass says what a key's name tells about its value.
+type keyClass uint8
+
+const (
+	kSecret keyClass = 1 << iota // the value is a secret, whatever it looks like
+	kWeak                        // …but after "name: " in running text only if it looks like one
+	kLine                        // after "name:" the value runs to the end of the line (headers)
+	kUser                        // the value is a user name or id
+)
+
+// Built-in key words. Keys are split into lower-case words at '_', '-',
+// '.', other punctuation and camelCase humps ("X-Api-Key" → x api key,
+// "accessToken" → access token) before they are looked up.
+var (
+	// secretAnyWord: a key with one of these words anywhere is secret.
+	secretAnyWord = []string{
+		"password", "passwords", "passwd", "passwort", "kennwort", "passphrase",
+		"secret", "secrets", "credential", "credentials", "creds",
+		"apikey", "apikeys", "privatekey", "secretkey", "accesskey", "accountkey",
+		"authorization", "sessionid", "sessid", "phpsessid", "jsessionid", "aspsessionid",
+		"csrftoken", "xsrftoken", "authtoken", "accesstoken", "refreshtoken", "idtoken",
+		"ssn", "pwd",
+	}
+	// secretLastWord: a key whose last word is one of these is secret; they
+	// are common words, so running text needs a secret-looking value.
+	secretLastWord = []string{
+		"token", "auth", "session", "cookie", "cookies", "pass", "sid", "otp",
+		"signature", "sig", "bearer", "dsn",
+	}
+	// secretPairs: a key ending in one of these word pairs is secret.
+	secretPairs = []string{
+		"api_key", "private_key", "secret_key", "access_key", "account_key", "session_id",
+		"session_key", "auth_key", "signing_key", "encryption_key", "master_key", "app_key",
+		"client_key", "shared_key", "ssh_key", "deploy_key", "webhook_key", "license_key",
+		"set_cookie", "x_api", "api_token", "pin_code",
+	}
+	// secretSubstrings: a word containing one of these is secret
+	// ("pgpassword", "mysqlpasswd").
+	secretSubstrings = []string{"password", "passwd", "passwort", "kennwort"}
+	// lineKeys: header names whose value runs to the end of the line.
+	lineKeys = []string{"authorization", "proxy_authorization", "cookie", "set_cookie"}
+	// userLastWord and userPairs name keys whose value is a user.
+	userLastWord = []string{"user", "username", "userid", "benutzer", "benutzername", "fullname", "firstname", "lastname", "vorname", "nachname"}
+	userPairs    = []string{"user_id", "user_name", "full_name", "first_name", "last_name", "remote_user", "customer_id", "login_name", "user_login", "customer_name"}
+	// systemUsers are accounts of no person; a user key with one of them as
+	// its value is left alone.
+	systemUsers = []string{
+		"root", "nobody", "daemon", "bin", "sys", "www-data", "www", "nginx", "apache",
+		"postgres", "mysql", "redis", "system", "admin", "administrator", "anonymous",
+		"guest", "unknown", "none", "null", "nil", "true", "false", "sshd", "syslog",
+		"-", "n/a",
+	}
+)
+
+// keyTable holds the key words as sets.
+type keyTable struct {
+	any, last, pair, line, userLast, userPair, system map[string]bool
+	substr                                            []string
+}
+
+func newKeyTable(extraSecret, extraUser []string) *keyTable {
+	set := func(lists ...[]string) map[string]bool {
+		m := map[string]bool{}
+		for _, l := range lists {
+			for _, w := range l {
+				m[w] = true
+			}
+		}
+		return m
+	}
+	t := &keyTable{
+		any: set(secretAnyWord), last: set(secretLastWord), pair: set(secretPairs),
+		line: set(lineKeys), userLast: set(userLastWord), userPair: set(userPairs),
+		system: set(systemUsers), substr: secretSubstrings,
+	}
+	// configured names: one word counts anywhere, several as a key's ending
+	var sc scanner
+	for _, k := range extraSecret {
+		words := sc.normalizeKey(k)
+		if strings.IndexByte(words, '_') < 0 {
+			t.any[words] = true
+		} else {
+			t.pair[words] = true
+		}
+	}
+	for _, k := range extraUser {
+		words := sc.normalizeKey(k)
+		if strings.IndexByte(words, '_') < 0 {
+			t.userLast[words] = true
+		} else {
+			t.userPair[words] = true
+		}
+	}
+	return t
+}
+
+// normalizeKey writes key's words, lower-case and joined by '_', into
+// sc.key and returns them (pointing into sc.key: valid until the next call).
+func (sc *scanner) normalizeKey(key string) string {
+	b := sc.key[:0]
+	prevLower, prevUpper := false, false
+	for i := 0; i < len(key); i++ {
+		c := key[i]
+		if !isAlnum(c) {
+			if len(b) > 0 && b[len(b)-1] != '_' {
+				b = append(b, '_')
+			}
+			prevLower, prevUpper = false, false
+			continue
+		}
+		up := isUpper(c)
+		if up && len(b) > 0 && b[len(b)-1] != '_' {
+			// a hump: "accessToken", or the end of an acronym: "APIKey"
+			if prevLower || prevUpper && i+1 < len(key) && isLower(key[i+1]) {
+				b = append(b, '_')
+			}
+		}
+		b = append(b, lower(c))
+		prevLower = isLower(c) || isDigit(c)
+		prevUpper = up
+	}
+	for len(b) > 0 && b[len(b)-1] == '_' {
+		b = b[:len(b)-1]
+	}
+	sc.key = b
+	return unsafeString(b)
+}
+
+// classify looks key up. key may be a dotted field path: its last two
+// segments count ("request.headers.Authorization" → headers authorization).
+func (sc *scanner) classify(key string) keyClass {
+	if len(key) == 0 || len(key) > 128 {
+		return 0
+	}
+	if d := strings.LastIndexByte(key, '.'); d >= 0 {
+		if d2 := strings.LastIndexByte(key[:d], '.'); d2 >= 0 {
+			key = key[d2+1:]
+		}
+	}
+	t := sc.a.keys
+	w := sc.normalizeKey(key)
+	if w == "" {
+		return 0
+	}
+	var cls keyClass
+	lastStart := strings.LastIndexByte(w, '_') + 1
+	last := w[lastStart:]
+	pair := last
+	if lastStart > 0 {
+		p := strings.LastIndexByte(w[:lastStart-1], '_') + 1
+		pair = w[p:]
+	}
+	if t.last[last] {
+		cls = kSecret | kWeak
+	}
+	if t.pair[pair] {
+		cls = kSecret
+	}
+	for rest := w; rest != ""; {
+		word := rest
+		if u := strings.IndexByte(rest, '_'); u >= 0 {
+			word, rest = rest[:u], rest[u+1:]
+		} else {
+			rest = ""
+		}
+		if t.any[word] {
+			cls = kSecret
+			break
+		}
+		for _, sub := range t.substr {
+			if len(word) > len(sub) && strings.Contains(word, sub) {
+				cls = kSecret
+				break
+			}
+		}
+	}
+	if t.line[pair] || t.line[last] && lastStart == 0 {
+		cls |= kLine
+	}
+	if cls == 0 && (t.userLast[last] || t.userPair[pair]) {
+		cls = kUser
+	}
+	return cls
+}
+
+// looksSecret tells a secret-looking value ("hunter2", "a8f3…") from a word
+// of running text ("expired", "ok"): it has a digit or a symbol, or is long.
+func looksSecret(v string) bool {
+	if len(v) >= 16 {
+		return true
+	}
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; !isAlpha(c) && c < 0x80 {
+			return true
+		}
+	}
+	return false
+}
+
+// alreadyScrubbed reports whether v is what an anonymizer leaves behind: a
+// tag like "[secret]" or Sentry's "[Filtered]", a run of '*', a pseudonym,
+// or a configured replacement.
+func (sc *scanner) alreadyScrubbed(v string) bool {
+	if len(v) >= 3 && v[0] == '[' && v[len(v)-1] == ']' {
+		for i := 1; i < len(v)-1; i++ {
+			if c := v[i]; !isAlnum(c) && c != '_' && c != ' ' && c != '-' {
+				return false
+			}
+		}
+		return true
+	}
+	if strings.Trim(v, "*") == "" {
+		return true
+	}
+	if isLower(v[0]) && sc.pseudonym(v, 0) == len(v) {
+		return true
+	}
+	return sc.a.replacements[v]
+}
+
+// keyValue handles a ':' or '=' at i: when the key before it says secret
+// or user, the value after it is replaced whatever it looks like.
+func (sc *scanner) keyValue(s string, i int) int {
+	a := sc.a
+	if !a.on[detSecret] && !a.on[detUser] {
+		return i
+	}
+	j := i
+	for j > sc.floor && (s[j-1] == ' ' || s[j-1] == '\t') && i-j < 4 {
+		j--
+	}
+	quotedKey := false
+	if j > sc.floor && (s[j-1] == '"' || s[j-1] == '\'') {
+		j--
+		quotedKey = true
+		if j > sc.floor && s[j-1] == '\\' {
+			j--
+		}
+	}
+	ke := j
+	for j > sc.floor && ctab[s[j-1]]&cKey != 0 && ke-j <= 64 {
+		j--
+	}
+	if j == ke || ke-j > 64 {
+		return i
+	}
+	cls := sc.classify(s[j:ke])
+	if cls == 0 {
+		return i
+	}
+	act := &a.det[detSecret]
+	if cls&kUser != 0 {
+		if !a.on[detUser] {
+			return i
+		}
+		act = &a.det[detUser]
+	} else if !a.on[detSecret] {
+		return i
+	}
+	v := i + 1
+	for v < len(s) && (s[v] == ' ' || s[v] == '\t') && v-i <= 4 {
+		v++
+	}
+	vs, ve := v, -1
+	quoted := false
+	switch c := at(s, v); {
+	case c == '"' || c == '\'':
+		vs = v + 1
+		for e := vs; e < len(s) && e-vs < 8192; e++ {
+			if s[e] == c {
+				ve = e
+				break
+			}
+			if s[e] == '\\' {
+				if at(s, e+1) == c {
+					break // an escaped quote: the value is quoted JSON inside a string
+				}
+				e++
+			}
+		}
+		quoted = ve >= 0
+	case c == '\\' && at(s, v+1) == '"':
+		vs = v + 2
+		if e := strings.Index(s[vs:min(len(s), vs+8192)], `\"`); e >= 0 {
+			ve = vs + e
+			quoted = true
+		}
+	case c == '{' || c == '[':
+		return i + 1 // structured: the detectors look inside
+	}
+	if ve < 0 {
+		vs, ve = v, v
+		line := cls&kLine != 0 && s[i] == ':'
+		for ve < len(s) && ve-vs < 8192 {
+			c := s[ve]
+			if c == '\n' || c == '\r' || c == '"' || c == '\\' {
+				break
+			}
+			if !line && (c == ' ' || c == '\t' || c == ',' || c == ';' || c == '&' || c == ')' || c == ']' || c == '}' || c == '\'' || c == '<' || c == '>' || c == '|') {
+				break
+			}
+			ve++
+		}
+		if line {
+			for ve > vs && (s[ve-1] == ' ' || s[ve-1] == '\t') {
+				ve--
+			}
+		}
+	}
+	if ve <= vs {
+		return i + 1
+	}
+	val := s[vs:ve]
+	if sc.alreadyScrubbed(val) {
+		sc.skipTo(ve)
+		return ve
+	}
+	if cls&kUser != 0 {
+		if len(val) > 256 || a.keys.system[sc.lowerString(val)] {
+			return i + 1
+		}
+	} else if cls&kWeak != 0 && s[i] == ':' && !quoted && !quotedKey && !looksSecret(val) {
+		return i + 1
+	}
+	sc.replace(s, vs, ve, act, nil)
+	return ve
+}
+
+// lowerString returns s in lower case, in sc.tmp (valid until its next use).
+func (sc *scanner) lowerString(s string) string {
+	b := sc.tmp[:0]
+	for i := 0; i < len(s); i++ {
+		b = append(b, lower(s[i]))
+	}
+	sc.tmp = b
+	return unsafeString(b)
+}
