@@ -110,9 +110,10 @@ type sinkStats struct {
 
 // work is one queued batch and how to tell its source the outcome.
 type work struct {
-	batch *collector.Batch
-	slots int64
-	done  chan error // nil for fire-and-forget batches, which the pipeline releases
+	batch  *collector.Batch
+	events int64 // counted into the depth at enqueue; stages may change the batch's length
+	slots  int64
+	done   chan error // nil for fire-and-forget batches, which the pipeline releases
 }
 
 // New builds a pipeline that runs stages in order and then hands each batch
@@ -162,6 +163,11 @@ func (p *Pipeline) Shutdown(ctx context.Context) error {
 	started := p.started
 	p.mu.Unlock()
 	if !started {
+		// No worker will ever take what was queued before Start: refuse it,
+		// or its senders would wait forever.
+		for w := range p.queue {
+			p.finish(w, collector.ErrClosed)
+		}
 		p.cancelRun()
 		return nil
 	}
@@ -173,6 +179,13 @@ func (p *Pipeline) Shutdown(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		left := p.depth.value()
+		if left == 0 {
+			// Everything went through; the workers are only leaving. The
+			// select picks at random when both are ready.
+			<-drained
+			p.cancelRun()
+			return nil
+		}
 		p.cancelRun()
 		return fmt.Errorf("pipeline: %d events not yet through the sinks when the shutdown deadline passed", left)
 	}
@@ -218,6 +231,7 @@ func (p *Pipeline) enqueue(ctx context.Context, w *work, pol Policy) error {
 		}
 		return nil
 	}
+	w.events = n
 	// A batch larger than the whole queue takes all of it rather than
 	// waiting forever for room that can never exist.
 	w.slots = min(n, int64(p.cfg.QueueSize))
@@ -261,18 +275,24 @@ func (p *Pipeline) work() {
 	defer p.workers.Done()
 	for w := range p.queue {
 		err := p.process(w.batch)
-		n := int64(w.batch.Len())
-		if w.done != nil {
-			w.done <- err
-		} else {
-			if err != nil {
-				p.log.Warn("batch from a fire-and-forget source failed in a sink; its events are lost", "source", w.batch.Source, "events", n, "err", err)
-			}
-			w.batch.Release()
+		if err != nil && w.done == nil {
+			p.log.Warn("batch from a fire-and-forget source failed in a sink; its events are lost", "source", w.batch.Source, "events", w.batch.Len(), "err", err)
 		}
-		p.depth.add(-n)
-		p.slots.Release(w.slots)
+		p.finish(w, err)
 	}
+}
+
+// finish gives the batch's places back and then tells its sender the
+// outcome (or releases a fire-and-forget batch). Places go back first: a
+// sender whose Submit has returned must find them free again.
+func (p *Pipeline) finish(w *work, err error) {
+	p.depth.add(-w.events)
+	p.slots.Release(w.slots)
+	if w.done != nil {
+		w.done <- err
+		return
+	}
+	w.batch.Release()
 }
 
 // process runs the stages, normalizes each event and hands the batch to

@@ -116,7 +116,8 @@ type Sink struct {
 	m   metrics
 
 	mu      sync.RWMutex
-	writers map[string]*writer
+	writers map[string]*writer // by dataset
+	byBase  map[string]*writer // by file name: datasets that map to one name share its writer
 	closed  bool
 
 	scratch sync.Pool // *scratch, per Consume call
@@ -146,6 +147,7 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) *Sink {
 	return &Sink{
 		cfg: cfg, log: log,
 		writers: map[string]*writer{},
+		byBase:  map[string]*writer{},
 		m: metrics{
 			bytes:       c("bytes_written_total", "Bytes written to event files."),
 			rotations:   c("rotations_total", "Event files rotated."),
@@ -187,7 +189,7 @@ func (s *Sink) Shutdown(context.Context) error {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		s.closed = true
-		for _, w := range s.writers {
+		for _, w := range s.byBase {
 			errs = append(errs, w.close())
 		}
 	})
@@ -269,19 +271,29 @@ func (s *Sink) writer(dataset string) (*writer, error) {
 	w, ok := s.writers[dataset]
 	closed := s.closed
 	s.mu.RUnlock()
-	if ok {
-		return w, nil
-	}
 	if closed {
 		return nil, collector.ErrClosed
 	}
+	if ok {
+		return w, nil
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return nil, collector.ErrClosed
+	}
 	if w, ok := s.writers[dataset]; ok {
 		return w, nil
 	}
 	ds := strings.Clone(dataset) // the key outlives the batch it came from
-	w = &writer{dataset: ds, base: fileBase(ds), dir: s.cfg.Dir}
+	base := fileBase(ds)
+	// Two writers on one path would rename the file from under each other
+	// at rotation, and keep writing into a file already rotated away.
+	w, ok = s.byBase[base]
+	if !ok {
+		w = &writer{dataset: ds, base: base, dir: s.cfg.Dir}
+		s.byBase[base] = w
+	}
 	s.writers[ds] = w
 	return w, nil
 }
@@ -317,8 +329,8 @@ func (s *Sink) housekeeping() {
 			return
 		case now := <-t.C:
 			s.mu.RLock()
-			ws := make([]*writer, 0, len(s.writers))
-			for _, w := range s.writers {
+			ws := make([]*writer, 0, len(s.byBase))
+			for _, w := range s.byBase {
 				ws = append(ws, w)
 			}
 			s.mu.RUnlock()
@@ -368,8 +380,11 @@ func (s *Sink) compressAndPrune() error {
 		switch {
 		case strings.HasSuffix(name, ".gz.tmp"):
 			// A compression that a crash interrupted: the original is still
-			// there and is compressed again below.
-			errs = append(errs, os.Remove(filepath.Join(s.cfg.Dir, name)))
+			// there and is compressed again. The listing is sorted, so that
+			// may already have happened and replaced this file.
+			if err := os.Remove(filepath.Join(s.cfg.Dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, err)
+			}
 		case s.cfg.Compress && isRotated(name) && strings.HasSuffix(name, ".ndjson"):
 			select {
 			case <-s.stop:

@@ -7,9 +7,12 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/leitstand/leitstand/collector"
 )
 
-// writer owns one dataset's active file.
+// writer owns one active file: a dataset's, or that of several datasets
+// whose names map to the same file name.
 type writer struct {
 	dataset string
 	base    string
@@ -20,6 +23,7 @@ type writer struct {
 	size   int64
 	opened time.Time
 	dirty  bool // written since the last sync
+	closed bool // by Shutdown: a Consume that got the writer before must not reopen the file
 }
 
 func (w *writer) path() string { return filepath.Join(w.dir, w.base+".ndjson") }
@@ -29,6 +33,9 @@ func (w *writer) path() string { return filepath.Join(w.dir, w.base+".ndjson") }
 func (w *writer) write(p []byte, s *Sink) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.closed {
+		return 0, collector.ErrClosed
+	}
 	if w.f == nil {
 		if err := w.open(); err != nil {
 			return 0, err
@@ -86,8 +93,9 @@ func (w *writer) rotate(now time.Time, s *Sink) error {
 	}
 	name := rotatedName(w.base, now)
 	for {
-		// Two rotations within one clock tick must not overwrite each other.
-		if _, err := os.Lstat(filepath.Join(w.dir, name)); errors.Is(err, os.ErrNotExist) {
+		// Two rotations within one clock tick must not overwrite each other,
+		// nor may a new file take the name of one compressed meanwhile.
+		if !exists(filepath.Join(w.dir, name)) && !exists(filepath.Join(w.dir, name+".gz")) {
 			break
 		}
 		now = now.Add(time.Nanosecond)
@@ -123,7 +131,13 @@ func (w *writer) tick(now time.Time, s *Sink) error {
 func (w *writer) close() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.closed = true
 	return w.closeFile()
+}
+
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return !errors.Is(err, os.ErrNotExist)
 }
 
 func (w *writer) closeFile() error {
