@@ -303,6 +303,10 @@ func (s *Sink) writer(dataset string) (*writer, error) {
 func fileBase(dataset string) string {
 	b := []byte(dataset)
 	for i, c := range b {
+		if c >= 'A' && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+			continue
+		}
 		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.' && i > 0) {
 			b[i] = '_'
 		}

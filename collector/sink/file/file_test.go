@@ -818,7 +818,7 @@ func TestFileBase(t *testing.T) {
 		".hidden":          "_hidden",
 		"/abs/path":        "_abs_path",
 		`a\b`:              "a_b",
-		"App":              "_pp",
+		"App":              "app",
 		"a\x00b":           "a_b",
 		"äpp":              "__pp",
 	} {
@@ -884,21 +884,21 @@ func TestDatasetNamesStayInsideDir(t *testing.T) {
 func TestDatasetsSharingAFileName(t *testing.T) {
 	dir := t.TempDir()
 	cfg := testConfig(dir)
-	batchSize := len(encoded("Xpp", 0, 2))
+	batchSize := len(encoded("a/b", 0, 2))
 	// Room for two batches, not three.
 	cfg.MaxFileBytes = config.ByteSize(batchSize*2 + batchSize/2)
 	h := startSink(t, cfg)
-	if fileBase("App") != fileBase("Bpp") {
+	if fileBase("a/b") != fileBase("a_b") {
 		t.Fatal("test datasets do not collide")
 	}
-	for i, ds := range []string{"App", "Bpp", "App", "Bpp", "App", "Bpp"} {
+	for i, ds := range []string{"a/b", "a_b", "a/b", "a_b", "a/b", "a_b"} {
 		b := events(ds, i*2, 2)
 		h.consume(t, b)
 		b.Release()
 	}
 	h.shutdown(t)
 	// Two batches a file, whichever dataset they are of.
-	ls, rotated := allLines(t, dir, "_pp")
+	ls, rotated := allLines(t, dir, "a_b")
 	if got := seqs(ls); !slices.Equal(got, count(0, 12)) {
 		t.Errorf("files in rotation order hold %v, want 0…11 in order", got)
 	}
@@ -1131,4 +1131,40 @@ func BenchmarkConsume(b *testing.B) {
 		n++
 	}
 	b.ReportMetric(float64(n)*perBatch/b.Elapsed().Seconds(), "events/s")
+}
+
+// A dataset that goes quiet gives its descriptor back, and the next write
+// continues the same file.
+func TestIdleFilesAreClosedAndReopened(t *testing.T) {
+	dir := t.TempDir()
+	h := startSink(t, testConfig(dir))
+	b := events("quiet", 0, 2)
+	h.consume(t, b)
+	b.Release()
+	w, err := h.writer("quiet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.mu.Lock()
+	last := w.last
+	w.mu.Unlock()
+	if err := w.tick(last.Add(idleClose/2), h.Sink); err != nil {
+		t.Fatal(err)
+	}
+	if w.f == nil {
+		t.Fatal("closed a file that was written recently")
+	}
+	if err := w.tick(last.Add(idleClose), h.Sink); err != nil {
+		t.Fatal(err)
+	}
+	if w.f != nil {
+		t.Fatal("an idle file is still open")
+	}
+	b = events("quiet", 2, 2)
+	h.consume(t, b)
+	b.Release()
+	h.shutdown(t)
+	if got := seqs(readLines(t, filepath.Join(dir, "quiet.ndjson"))); !slices.Equal(got, count(0, 4)) {
+		t.Fatalf("quiet.ndjson holds %v, want 0…3", got)
+	}
 }

@@ -22,8 +22,9 @@ type writer struct {
 	f      *os.File
 	size   int64
 	opened time.Time
-	dirty  bool // written since the last sync
-	closed bool // by Shutdown: a Consume that got the writer before must not reopen the file
+	dirty  bool      // written since the last sync
+	last   time.Time // last write, to close files of datasets gone quiet
+	closed bool      // by Shutdown: a Consume that got the writer before must not reopen the file
 }
 
 func (w *writer) path() string { return filepath.Join(w.dir, w.base+".ndjson") }
@@ -59,7 +60,7 @@ func (w *writer) write(p []byte, s *Sink) (int, error) {
 		return 0, fmt.Errorf("file sink: write %s: %w", w.path(), err)
 	}
 	w.size += int64(n)
-	w.dirty = true
+	w.dirty, w.last = true, now
 	if s.cfg.Fsync == FsyncAlways {
 		if err := w.f.Sync(); err != nil {
 			return n, fmt.Errorf("file sink: sync %s: %w", w.path(), err)
@@ -82,6 +83,21 @@ func (w *writer) open() error {
 		return fmt.Errorf("file sink: %w", err)
 	}
 	w.f, w.size, w.opened = f, info.Size(), time.Now()
+	if info.Size() == 0 {
+		// A new file: make its directory entry durable too.
+		return syncDir(w.dir)
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("file sink: %w", err)
+	}
+	if err := errors.Join(d.Sync(), d.Close()); err != nil {
+		return fmt.Errorf("file sink: sync %s: %w", dir, err)
+	}
 	return nil
 }
 
@@ -106,7 +122,8 @@ func (w *writer) rotate(now time.Time, s *Sink) error {
 	}
 	s.m.rotations.Inc()
 	s.wakeCompressor()
-	return w.open()
+	return w.open() // a new, empty file: open syncs the directory, rename included
+
 }
 
 // tick runs the interval fsync and age rotation.
@@ -125,8 +142,16 @@ func (w *writer) tick(now time.Time, s *Sink) error {
 		}
 		w.dirty = false
 	}
+	if now.Sub(w.last) >= idleClose {
+		// Datasets come and go; their descriptors should not stay open.
+		// The file stays the active one and is reopened on the next write.
+		return w.closeFile()
+	}
 	return nil
 }
+
+// idleClose is how long a dataset's file stays open without writes.
+const idleClose = 5 * time.Minute
 
 func (w *writer) close() error {
 	w.mu.Lock()
