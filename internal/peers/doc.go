@@ -8,7 +8,10 @@
 // process group, with its output in a log file in that folder. Stop ends
 // exactly the process group it started (never anything found by name),
 // waits until every member is gone and removes the folder. Set
-// LEITSTAND_PEERS_KEEP=1 to keep the folders for a look at the logs.
+// LEITSTAND_PEERS_KEEP=1 to keep the folders for a look at the logs. The
+// peers get SIGKILL from the kernel if the test binary dies first
+// (Pdeathsig), and the folders such a binary leaves are removed by the
+// next one that starts a peer.
 //
 // If a peer's programs are missing, the Start functions run
 // scripts/peers/install.sh for it first. When that fails they return an

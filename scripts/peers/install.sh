@@ -251,7 +251,7 @@ install_elasticsearch() {
 		rm -f "$first_log"
 		for v in $ES_VERSIONS; do
 			# The integ-test distribution: plain HTTP, no security, no x-pack.
-			if mvn -q -B dependency:copy \
+			if mvn -q -B -U -Dstyle.color=never dependency:copy \
 				-Dartifact="org.elasticsearch.distribution.integ-test-zip:elasticsearch:$v:zip" \
 				-DoutputDirectory="$dl" >"$log" 2>&1 && [[ -f $dl/elasticsearch-$v.zip ]]; then
 				zip=$dl/elasticsearch-$v.zip version=$v
@@ -262,8 +262,9 @@ install_elasticsearch() {
 			[[ -f $first_log ]] || cp "$log" "$first_log"
 		done
 		if [[ -z $zip ]]; then
-			printf '%s: mvn output for the first version tried:\n' "$PROG" >&2
-			grep -E 'ERROR|error' "$first_log" | tail -n 15 | sed 's/^/    /' >&2 || true
+			printf '%s: mvn said for %s:\n' "$PROG" "${ES_VERSIONS%% *}" >&2
+			grep -m 3 -E 'ERROR' "$first_log" | sed -e 's/\x1b\[[0-9;]*m//g' -e 's/^/    /' >&2 || tail -n 10 "$first_log" | sed 's/^/    /' >&2
+			rm -f "$log" "$first_log"
 			die "elasticsearch: Maven Central served none of the versions $ES_VERSIONS (org.elasticsearch.distribution.integ-test-zip:elasticsearch:VERSION:zip)"
 		fi
 		rm -f "$log" "$first_log"
@@ -272,7 +273,9 @@ install_elasticsearch() {
 	local dir="$CACHE/elasticsearch-$version" tmp
 	if [[ ! -f $dir/$OK_MARKER ]]; then
 		tmp=$(mktemp -d "$CACHE/.unzip.XXXXXX")
-		run_quiet unzip -q "$zip" -d "$tmp" || { rm -rf "$tmp"; die "elasticsearch: unzip $zip failed"; }
+		# A zip that does not unpack is a broken download: drop it, so the
+		# next run fetches it again instead of failing on it forever.
+		run_quiet unzip -q "$zip" -d "$tmp" || { rm -rf "$tmp" "$zip"; die "elasticsearch: unzip $zip failed (removed it; run again)"; }
 		[[ -x $tmp/elasticsearch-$version/bin/elasticsearch ]] || { rm -rf "$tmp"; die "elasticsearch: $zip has no elasticsearch-$version/bin/elasticsearch"; }
 		rm -rf "$dir"
 		mv "$tmp/elasticsearch-$version" "$dir"
