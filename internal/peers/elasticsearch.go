@@ -284,6 +284,15 @@ func (es *Elasticsearch) Kill() error {
 	return es.Process().Kill()
 }
 
+// Process returns the node's current process (it changes with Restart);
+// nil for an external cluster.
+func (es *Elasticsearch) Process() *Process {
+	if es.External {
+		return nil
+	}
+	return es.Instance.Process()
+}
+
 // Restart starts the node again on the same ports and data folder (after
 // Kill, or killing it first if it still runs) and waits until it is
 // yellow again.

@@ -83,8 +83,12 @@ func (in *Instance) replace(i int, p *Process) {
 	in.procs[i] = p
 }
 
-// Process returns the peer's main process (for a PID, Signal or Kill).
+// Process returns the peer's main process (for a PID, Signal or Kill);
+// nil when nothing was started (an external Elasticsearch).
 func (in *Instance) Process() *Process {
+	if in == nil {
+		return nil
+	}
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	if len(in.procs) == 0 {

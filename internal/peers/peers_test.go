@@ -108,6 +108,9 @@ func TestElasticsearchURLIsHonoured(t *testing.T) {
 	if !es.External || es.URL != "http://127.0.0.1:1" || es.Instance != nil {
 		t.Fatalf("got %+v, want the external URL and nothing started", es)
 	}
+	if es.Process() != nil || es.PID() != 0 || es.LogTail(5) != "" {
+		t.Errorf("an external cluster has no process")
+	}
 	if err := es.Kill(); err != ErrExternal {
 		t.Fatalf("Kill on an external cluster: %v", err)
 	}
