@@ -152,7 +152,7 @@ func New(cfg Config, dataDir string, reg prometheus.Registerer) (*Anonymizer, er
 }
 
 func (a *Anonymizer) newScanner() *scanner {
-	sc := &scanner{a: a, counts: make([]uint32, len(a.types))}
+	sc := &scanner{a: a, counts: make([]uint32, len(a.types)), fields: map[string]*fieldInfo{}, datasets: map[string]uint64{}}
 	sc.batch = make([][]uint32, len(a.types))
 	for i := range sc.batch {
 		sc.batch[i] = make([]uint32, numMethods)
@@ -202,26 +202,21 @@ func (a *Anonymizer) Process(b *collector.Batch) {
 // processEvent scrubs one event and returns the bytes of text it looked at.
 func (a *Anonymizer) processEvent(sc *scanner, b *collector.Batch, e *collector.Event) int {
 	clear(sc.counts)
-	ds := sc.lowerString(e.Dataset())
-	active := a.rules.active(ds)
+	active := sc.activeRules(e.Dataset())
 	bytes := 0
 	fields := e.Fields
 	w := 0
 	for r := range fields {
 		f := fields[r]
-		sc.path = sc.path[:0]
-		for k := 0; k < len(f.Key); k++ {
-			sc.path = append(sc.path, lower(f.Key[k]))
-		}
-		path := unsafeString(sc.path)
-		if a.skip.match(path) {
+		fi := sc.field(f.Key)
+		if fi.skip {
 			fields[w] = f
 			w++
 			continue
 		}
-		act := a.rules.lookup(path, active)
+		act := a.rules.first(fi.rules & active)
 		if act == nil {
-			act = sc.keyAction(f.Key)
+			act = fi.act
 		}
 		if act != nil && act.method == mKeep {
 			fields[w] = f
@@ -235,6 +230,7 @@ func (a *Anonymizer) processEvent(sc *scanner, b *collector.Batch, e *collector.
 			sc.count(act)
 			continue
 		}
+		sc.path = append(sc.path[:0], fi.lower...)
 		drop := false
 		switch f.Kind {
 		case collector.KindString:
@@ -322,6 +318,52 @@ func countString(b *collector.Batch, n int) string {
 		n /= 10
 	}
 	return b.Arena.String(buf[p:])
+}
+
+// fieldInfo is what a field's key alone decides, cached per scanner: field
+// keys repeat from event to event, so each is looked at once.
+type fieldInfo struct {
+	lower string  // the key in lower case, a path for rules
+	skip  bool    // in skip_fields
+	rules uint64  // the rules with a field glob that matches, any dataset
+	act   *action // the key's secret or user class, if any
+}
+
+// maxCached bounds the scanner's caches of field keys and datasets; when
+// one is full it starts over.
+const maxCached = 4096
+
+func (sc *scanner) field(key string) *fieldInfo {
+	if fi, ok := sc.fields[key]; ok {
+		return fi
+	}
+	if len(sc.fields) >= maxCached {
+		clear(sc.fields)
+	}
+	key = strings.Clone(key) // the event's key lives in the batch's memory
+	lowerKey := strings.ToLower(key)
+	fi := &fieldInfo{
+		lower: lowerKey,
+		skip:  sc.a.skip.match(lowerKey),
+		rules: sc.a.rules.mask(lowerKey),
+		act:   sc.keyAction(key),
+	}
+	sc.fields[key] = fi
+	return fi
+}
+
+// activeRules returns the rules whose datasets match dataset, cached.
+func (sc *scanner) activeRules(dataset string) uint64 {
+	if bits, ok := sc.datasets[dataset]; ok {
+		return bits
+	}
+	if len(sc.datasets) >= maxCached {
+		clear(sc.datasets)
+	}
+	dataset = strings.Clone(dataset)
+	bits := sc.a.rules.active(strings.ToLower(dataset))
+	sc.datasets[dataset] = bits
+	return bits
 }
 
 // keyAction returns the action for a field or member named key (a dotted

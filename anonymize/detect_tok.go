@@ -144,6 +144,17 @@ var apiKeyPrefixes = func() (t [256][]keyPrefix) {
 	return t
 }()
 
+// apiKeyStart has, for each first byte of a prefix, the bits of its second
+// bytes (mod 64): a filter that most words fail after two loads.
+var apiKeyStart = func() (t [256]uint64) {
+	for c, list := range apiKeyPrefixes {
+		for _, k := range list {
+			t[c] |= 1 << (k.prefix[1] & 63)
+		}
+	}
+	return t
+}()
+
 func (sc *scanner) apiKey(s string, i int) int {
 	for _, k := range apiKeyPrefixes[s[i]] {
 		if !strings.HasPrefix(s[i:], k.prefix) {

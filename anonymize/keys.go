@@ -56,43 +56,95 @@ var (
 	}
 )
 
-// keyTable holds the key words as sets.
+// Word flags in keyTable.words.
+const (
+	wAny      uint8 = 1 << iota // secret anywhere in a key
+	wLast                       // secret as a key's last word
+	wPairTail                   // the last word of some pair: look the pair up
+	wPair                       // a secret pair ("api_key")
+	wUserLast                   // a user as a key's last word
+	wUserPair                   // a user pair ("user_id")
+	wLine                       // a header whose value runs to the end of the line
+)
+
+// keyTable holds the key words. Nearly every key a log line holds is none
+// of them, so a bit filter answers most lookups before the map is asked.
 type keyTable struct {
-	any, last, pair, line, userLast, userPair, system map[string]bool
-	substr                                            []string
+	words  map[string]uint8
+	filter [1 << 10]uint64
+	system map[string]bool
+	substr []string
+}
+
+func wordHash(w string) uint32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(w); i++ {
+		h ^= uint32(w[i])
+		h *= 16777619
+	}
+	return h
+}
+
+func (t *keyTable) add(w string, f uint8) {
+	t.words[w] |= f
+	h := wordHash(w) & (1<<16 - 1)
+	t.filter[h>>6] |= 1 << (h & 63)
+}
+
+func (t *keyTable) lookup(w string) uint8 {
+	h := wordHash(w) & (1<<16 - 1)
+	if t.filter[h>>6]&(1<<(h&63)) == 0 {
+		return 0
+	}
+	return t.words[w]
 }
 
 func newKeyTable(extraSecret, extraUser []string) *keyTable {
-	set := func(lists ...[]string) map[string]bool {
-		m := map[string]bool{}
-		for _, l := range lists {
-			for _, w := range l {
-				m[w] = true
-			}
-		}
-		return m
+	t := &keyTable{words: map[string]uint8{}, system: map[string]bool{}, substr: secretSubstrings}
+	for _, w := range secretAnyWord {
+		t.add(w, wAny)
 	}
-	t := &keyTable{
-		any: set(secretAnyWord), last: set(secretLastWord), pair: set(secretPairs),
-		line: set(lineKeys), userLast: set(userLastWord), userPair: set(userPairs),
-		system: set(systemUsers), substr: secretSubstrings,
+	for _, w := range secretLastWord {
+		t.add(w, wLast)
+	}
+	addPair := func(p string, f uint8) {
+		t.add(p, f)
+		t.add(p[strings.LastIndexByte(p, '_')+1:], wPairTail)
+	}
+	for _, p := range secretPairs {
+		addPair(p, wPair)
+	}
+	for _, w := range userLastWord {
+		t.add(w, wUserLast)
+	}
+	for _, p := range userPairs {
+		addPair(p, wUserPair)
+	}
+	for _, w := range lineKeys {
+		t.add(w, wLine)
+	}
+	for _, u := range systemUsers {
+		t.system[u] = true
 	}
 	// configured names: one word counts anywhere, several as a key's ending
 	var sc scanner
 	for _, k := range extraSecret {
 		words := sc.normalizeKey(k)
-		if strings.IndexByte(words, '_') < 0 {
-			t.any[words] = true
+		if i := strings.LastIndexByte(words, '_'); i < 0 {
+			t.add(words, wAny)
+		} else if j := strings.LastIndexByte(words[:i], '_'); j < 0 {
+			addPair(strings.Clone(words), wPair)
 		} else {
-			t.pair[words] = true
+			t.add(strings.Clone(words[j+1:]), wPair) // the last two words
+			t.add(strings.Clone(words[i+1:]), wPairTail)
 		}
 	}
 	for _, k := range extraUser {
 		words := sc.normalizeKey(k)
-		if strings.IndexByte(words, '_') < 0 {
-			t.userLast[words] = true
+		if i := strings.LastIndexByte(words, '_'); i < 0 {
+			t.add(strings.Clone(words), wUserLast)
 		} else {
-			t.userPair[words] = true
+			addPair(strings.Clone(words[strings.LastIndexByte(words[:i], '_')+1:]), wUserPair)
 		}
 	}
 	return t
@@ -132,6 +184,9 @@ func (sc *scanner) normalizeKey(key string) string {
 
 // classify looks key up. key may be a dotted field path: its last two
 // segments count ("request.headers.Authorization" → headers authorization).
+// It splits, lower-cases and hashes the words in one pass and asks the map
+// only about words that pass the bit filter: it runs for every '=' and ':'
+// of every line.
 func (sc *scanner) classify(key string) keyClass {
 	if len(key) == 0 || len(key) > 128 {
 		return 0
@@ -142,46 +197,89 @@ func (sc *scanner) classify(key string) keyClass {
 		}
 	}
 	t := sc.a.keys
-	w := sc.normalizeKey(key)
-	if w == "" {
-		return 0
-	}
+	var bufs [2][64]byte
+	var lens [2]int
+	cur := 0
+	n := 0
+	h := uint32(2166136261)
+	var win uint32
+	sub := false
 	var cls keyClass
-	lastStart := strings.LastIndexByte(w, '_') + 1
-	last := w[lastStart:]
-	pair := last
-	if lastStart > 0 {
-		p := strings.LastIndexByte(w[:lastStart-1], '_') + 1
-		pair = w[p:]
-	}
-	if t.last[last] {
-		cls = kSecret | kWeak
-	}
-	if t.pair[pair] {
-		cls = kSecret
-	}
-	for rest := w; rest != ""; {
-		word := rest
-		if u := strings.IndexByte(rest, '_'); u >= 0 {
-			word, rest = rest[:u], rest[u+1:]
-		} else {
-			rest = ""
+	var last uint8
+	words := 0
+	endWord := func() {
+		if n == 0 {
+			return
 		}
-		if t.any[word] {
+		word := bufs[cur][:n]
+		f := uint8(0)
+		if hb := h & (1<<16 - 1); t.filter[hb>>6]&(1<<(hb&63)) != 0 {
+			f = t.words[string(word)]
+		}
+		if f&wAny != 0 {
 			cls = kSecret
-			break
 		}
-		for _, sub := range t.substr {
-			if len(word) > len(sub) && strings.Contains(word, sub) {
-				cls = kSecret
-				break
+		if sub && n >= 7 && cls == 0 {
+			for _, s := range t.substr {
+				if strings.Contains(unsafeString(word), s) {
+					cls = kSecret
+					break
+				}
 			}
 		}
+		last = f
+		lens[cur] = n
+		cur ^= 1
+		words++
+		n, h, win, sub = 0, 2166136261, 0, false
 	}
-	if t.line[pair] || t.line[last] && lastStart == 0 {
+	prevLower, prevUpper := false, false
+	for i := 0; i < len(key); i++ {
+		c := key[i]
+		if !isAlnum(c) {
+			endWord()
+			prevLower, prevUpper = false, false
+			continue
+		}
+		up := isUpper(c)
+		if up && n > 0 && (prevLower || prevUpper && i+1 < len(key) && isLower(key[i+1])) {
+			endWord() // a hump: "accessToken", or an acronym's end: "APIKey"
+		}
+		lc := lower(c)
+		if n < len(bufs[cur]) {
+			bufs[cur][n] = lc
+			n++
+			h = (h ^ uint32(lc)) * 16777619
+			win = win<<8 | uint32(lc)
+			sub = sub || win == 'p'<<24|'a'<<16|'s'<<8|'s' || win == 'w'<<24|'o'<<16|'r'<<8|'t'
+		}
+		prevLower = isLower(c) || isDigit(c)
+		prevUpper = up
+	}
+	endWord()
+	if words == 0 {
+		return 0
+	}
+	if cls == 0 && last&wLast != 0 {
+		cls = kSecret | kWeak
+	}
+	var pair uint8
+	if words >= 2 && last&wPairTail != 0 {
+		// the last word is in bufs[cur^1], the one before in bufs[cur]
+		var pb [129]byte
+		p := copy(pb[:], bufs[cur][:lens[cur]])
+		pb[p] = '_'
+		p++
+		p += copy(pb[p:], bufs[cur^1][:lens[cur^1]])
+		pair = t.lookup(unsafeString(pb[:p]))
+		if pair&wPair != 0 {
+			cls = kSecret
+		}
+	}
+	if cls != 0 && (last&wLine != 0 && words == 1 || pair&wLine != 0) {
 		cls |= kLine
 	}
-	if cls == 0 && (t.userLast[last] || t.userPair[pair]) {
+	if cls == 0 && (last&wUserLast != 0 || pair&wUserPair != 0) {
 		cls = kUser
 	}
 	return cls

@@ -1,6 +1,9 @@
 package anonymize
 
-import "strings"
+import (
+	mathbits "math/bits"
+	"strings"
+)
 
 // builtinRules are the field rules on by default (Config.BuiltinRules).
 // Sentry events carry the user, the request's cookies and the local
@@ -157,6 +160,29 @@ func (rs *ruleSet) active(dataset string) uint64 {
 		}
 	}
 	return bits
+}
+
+// mask returns the bit set of rules with a field glob matching path
+// (lower-case), whatever their datasets.
+func (rs *ruleSet) mask(path string) uint64 {
+	var bits uint64
+	for _, idx := range rs.exact[path] {
+		bits |= 1 << idx
+	}
+	for _, rg := range rs.others {
+		if rg.g.match(path) {
+			bits |= 1 << rg.idx
+		}
+	}
+	return bits
+}
+
+// first returns the action of the first rule in bits, or nil.
+func (rs *ruleSet) first(bits uint64) *action {
+	if bits == 0 {
+		return nil
+	}
+	return &rs.rules[mathbits.TrailingZeros64(bits)].act
 }
 
 // lookup returns the first active rule matching path (lower-case), or nil.

@@ -108,6 +108,9 @@ type scanner struct {
 	path []byte // lower-cased path of the JSON member being walked
 	key  []byte // lower-cased key being classified
 
+	fields   map[string]*fieldInfo
+	datasets map[string]uint64
+
 	// found, when not nil, collects what was detected (for tests).
 	found *[]Detection
 }
@@ -157,11 +160,12 @@ func (sc *scanner) scan(s string) bool {
 // word handles a word starting at i and returns where to go on.
 func (sc *scanner) word(s string, i int) int {
 	c := s[i]
+	we := runEnd(s, i+1, cWord)
 	var end int
 	if isDigit(c) {
-		end = sc.atDigit(s, i)
+		end = sc.atDigit(s, i, we)
 	} else if c < 0x80 {
-		end = sc.atLetter(s, i)
+		end = sc.atLetter(s, i, we)
 	}
 	if end > i {
 		for end < len(s) && isWord(s[end]) && isWord(s[end-1]) {
@@ -169,7 +173,7 @@ func (sc *scanner) word(s string, i int) int {
 		}
 		return end
 	}
-	return runEnd(s, i+1, cWord)
+	return we
 }
 
 // trigger handles a punctuation byte that may start or anchor a detection.
@@ -238,7 +242,7 @@ func (sc *scanner) trigger(s string, i int) int {
 // atDigit tries the detectors that start with a digit: IPv4, IPv6 and MAC
 // addresses, UUIDs (recognised so that their digit groups are left alone),
 // cards, tax ids and phone numbers.
-func (sc *scanner) atDigit(s string, i int) int {
+func (sc *scanner) atDigit(s string, i, we int) int {
 	a := sc.a
 	// A digit run right after "<digit>." or "<digit>," is the tail of a
 	// decimal number or of a longer dotted sequence (an OID, a version).
@@ -264,17 +268,25 @@ func (sc *scanner) atDigit(s string, i int) int {
 		}
 		return i
 	}
-	if a.on[detCard] {
+	if we > d {
+		return i // "150ms", "3x": a number glued to a word is none of the below
+	}
+	// Cheap shape tests before the detectors: a card has 13 or more digits
+	// or starts with a group of four; a tax id has 11 or starts with two; a
+	// phone number here starts with 0 or is 3-3-4.
+	n := d - i
+	sep := next == ' ' || next == '-' || next == '/'
+	if a.on[detCard] && (n >= 13 || n == 4 && sep) {
 		if end := sc.card(s, i); end > i {
 			return end
 		}
 	}
-	if a.on[detTaxID] {
+	if a.on[detTaxID] && (n == 11 || n == 2 && next == ' ') {
 		if end := sc.taxID(s, i); end > i {
 			return end
 		}
 	}
-	if a.on[detPhone] {
+	if a.on[detPhone] && (s[i] == '0' && (n >= 9 || sep || next == '(') || n == 3 && next == '-') {
 		if end := sc.phone(s, i); end > i {
 			return end
 		}
@@ -313,10 +325,10 @@ func (sc *scanner) hexWord(s string, i, h int) int {
 }
 
 // atLetter tries the detectors that start with a letter.
-func (sc *scanner) atLetter(s string, i int) int {
+func (sc *scanner) atLetter(s string, i, we int) int {
 	a := sc.a
 	c := s[i]
-	if isLower(c) {
+	if isLower(c) && (at(s, we) == ':' || at(s, we) == '_') {
 		if end := sc.pseudonym(s, i); end > i {
 			sc.skipTo(end)
 			return end
@@ -336,7 +348,7 @@ func (sc *scanner) atLetter(s string, i int) int {
 			}
 		}
 	}
-	if a.on[detAPIKey] {
+	if a.on[detAPIKey] && apiKeyStart[c]&(1<<(at(s, i+1)&63)) != 0 {
 		if end := sc.apiKey(s, i); end > i {
 			return end
 		}
