@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net/http"
 	"testing"
-	"time"
 )
 
 func TestLifecycle(t *testing.T) {
@@ -18,8 +17,9 @@ func TestLifecycle(t *testing.T) {
 		t.Fatalf("shutdown without start: %v", err)
 	}
 
-	release := make(chan struct{})
+	arrived, release := make(chan struct{}), make(chan struct{})
 	s := New(cfg, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		close(arrived)
 		<-release // a request still running when the shutdown starts
 		io.WriteString(w, "done")
 	}), log)
@@ -37,7 +37,7 @@ func TestLifecycle(t *testing.T) {
 		resp.Body.Close()
 		got <- string(b)
 	}()
-	time.Sleep(50 * time.Millisecond) // let the request arrive
+	<-arrived
 	stopped := make(chan error)
 	go func() { stopped <- s.Shutdown(context.Background()) }()
 	close(release)
