@@ -152,7 +152,7 @@ func New(cfg Config, dataDir string, reg prometheus.Registerer) (*Anonymizer, er
 }
 
 func (a *Anonymizer) newScanner() *scanner {
-	sc := &scanner{a: a, counts: make([]uint32, len(a.types)), fields: map[string]*fieldInfo{}, datasets: map[string]uint64{}}
+	sc := &scanner{a: a, counts: make([]uint32, len(a.types)), fields: map[string]*fieldInfo{}, datasets: map[string]uint64{}, keyCache: map[string]keyClass{}}
 	sc.batch = make([][]uint32, len(a.types))
 	for i := range sc.batch {
 		sc.batch[i] = make([]uint32, numMethods)

@@ -285,6 +285,23 @@ func (sc *scanner) classify(key string) keyClass {
 	return cls
 }
 
+// classifyCached is classify behind a per-scanner cache: the keys of
+// key=value pairs repeat from line to line.
+func (sc *scanner) classifyCached(key string) keyClass {
+	if len(key) > 32 {
+		return sc.classify(key)
+	}
+	if cls, ok := sc.keyCache[key]; ok {
+		return cls
+	}
+	cls := sc.classify(key)
+	if len(sc.keyCache) >= maxCached {
+		clear(sc.keyCache)
+	}
+	sc.keyCache[strings.Clone(key)] = cls
+	return cls
+}
+
 // looksSecret tells a secret-looking value ("hunter2", "a8f3…") from a word
 // of running text ("expired", "ok"): it has a digit or a symbol, or is long.
 func looksSecret(v string) bool {
@@ -346,7 +363,7 @@ func (sc *scanner) keyValue(s string, i int) int {
 	if j == ke || ke-j > 64 {
 		return i
 	}
-	cls := sc.classify(s[j:ke])
+	cls := sc.classifyCached(s[j:ke])
 	if cls == 0 {
 		return i
 	}

@@ -110,6 +110,7 @@ type scanner struct {
 
 	fields   map[string]*fieldInfo
 	datasets map[string]uint64
+	keyCache map[string]keyClass
 
 	// found, when not nil, collects what was detected (for tests).
 	found *[]Detection
