@@ -429,7 +429,10 @@ func (sc *scanner) iban(s string, i int) int {
 		}
 	}
 	if r != 1 {
-		return i
+		// IBAN-shaped but not one: settle it, so that its digit groups are
+		// not taken for a phone number ("0044 0532…")
+		sc.skipTo(j)
+		return j
 	}
 	sc.replace(s, i, j, &sc.a.det[detIBAN], nil)
 	return j
