@@ -129,12 +129,40 @@ func (sc *scanner) ipv4(s string, i int) int {
 	if !ok || !endsWord(s, end) {
 		return i
 	}
-	if versionContext(s, i, sc.floor) || benignIPv4(s, i) {
+	if versionContext(s, i, sc.floor) {
 		sc.skipTo(end)
 		return end
 	}
-	sc.replace(s, i, end, &sc.a.det[detIP], nil)
-	return end
+	if benignIPv4(s, i) {
+		sc.skipTo(end)
+	} else {
+		sc.replace(s, i, end, &sc.a.det[detIP], nil)
+	}
+	return sc.clfUser(s, end)
+}
+
+// clfUser handles the user of a Common Log Format line ("<ip> - alice
+// [22/Nov/2026:…]", nginx's and Apache's access log) after the address
+// that ends at i, and returns where to go on.
+func (sc *scanner) clfUser(s string, i int) int {
+	if !sc.a.on[detUser] || !strings.HasPrefix(s[i:], " - ") {
+		return i
+	}
+	j := i + 3
+	e := j
+	for e < len(s) && s[e] != ' ' && s[e] != '[' && s[e] != '"' && e-j <= 128 {
+		e++
+	}
+	if e == j || at(s, e) != ' ' || at(s, e+1) != '[' || e-j > 128 || s[j:e] == "-" {
+		return i
+	}
+	v := s[j:e]
+	if sc.alreadyScrubbed(v) || sc.a.keys.system[sc.lowerString(v)] {
+		sc.skipTo(e)
+		return e
+	}
+	sc.replace(s, j, e, &sc.a.det[detUser], nil)
+	return e
 }
 
 // benignIPv4: loopback, "this network" and 255.x (netmasks, broadcast)
@@ -266,16 +294,12 @@ func (sc *scanner) ipv6(s string, i int) int {
 	if err != nil {
 		return i
 	}
-	if addr.IsLoopback() || addr.IsUnspecified() {
+	if addr.IsLoopback() || addr.IsUnspecified() || addr.Is4In6() && benignIPv4(addr.Unmap().String(), 0) {
 		sc.skipTo(end)
-		return end
+	} else {
+		sc.replace(s, i, end, &sc.a.det[detIP], nil)
 	}
-	if addr.Is4In6() && benignIPv4(addr.Unmap().String(), 0) {
-		sc.skipTo(end)
-		return end
-	}
-	sc.replace(s, i, end, &sc.a.det[detIP], nil)
-	return end
+	return sc.clfUser(s, end)
 }
 
 // appendTruncatedIP appends the address ip with its host part zeroed.
@@ -401,7 +425,10 @@ func (sc *scanner) urlCredentials(s string, i int) int {
 		if c == ':' && colon < 0 {
 			colon = e
 		}
-		if c == '/' || c == '?' || c == '#' || c <= ' ' || c == '"' || c == '\'' || c == '<' || c == '>' || c == '\\' {
+		// '?' and '#' belong to the query and fragment, but a password
+		// written into a DSN by hand may hold them: an '@' before the first
+		// '/' still ends the credentials
+		if c == '/' || c <= ' ' || c == '"' || c == '\'' || c == '<' || c == '>' || c == '\\' {
 			break
 		}
 	}

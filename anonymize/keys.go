@@ -10,6 +10,7 @@ const (
 	kWeak                        // …but after "name: " in running text only if it looks like one
 	kLine                        // after "name:" the value runs to the end of the line (headers)
 	kUser                        // the value is a user name or id
+	kAuth                        // after "name:" the value is a scheme and a credential
 )
 
 // Built-in key words. Keys are split into lower-case words at '_', '-',
@@ -42,10 +43,10 @@ var (
 	// ("pgpassword", "mysqlpasswd").
 	secretSubstrings = []string{"password", "passwd", "passwort", "kennwort"}
 	// lineKeys: header names whose value runs to the end of the line.
-	lineKeys = []string{"authorization", "proxy_authorization", "cookie", "set_cookie"}
+	lineKeys = []string{"cookie", "set_cookie"}
 	// userLastWord and userPairs name keys whose value is a user.
-	userLastWord = []string{"user", "username", "userid", "benutzer", "benutzername", "fullname", "firstname", "lastname", "vorname", "nachname"}
-	userPairs    = []string{"user_id", "user_name", "full_name", "first_name", "last_name", "remote_user", "customer_id", "login_name", "user_login", "customer_name"}
+	userLastWord = []string{"user", "username", "userid", "benutzer", "benutzername", "fullname", "firstname", "lastname", "vorname", "nachname", "holder", "cardholder", "kontoinhaber", "inhaber"}
+	userPairs    = []string{"user_id", "user_name", "full_name", "first_name", "last_name", "remote_user", "customer_id", "login_name", "user_login", "customer_name", "account_holder", "card_holder"}
 	// systemUsers are accounts of no person; a user key with one of them as
 	// its value is left alone.
 	systemUsers = []string{
@@ -279,6 +280,10 @@ func (sc *scanner) classify(key string) keyClass {
 	if cls != 0 && (last&wLine != 0 && words == 1 || pair&wLine != 0) {
 		cls |= kLine
 	}
+	if cls != 0 && (words == 1 && lens[cur^1] == 13 || words == 2 && lens[cur^1] == 13 && lens[cur] == 5) &&
+		string(bufs[cur^1][:13]) == "authorization" {
+		cls |= kAuth // "Authorization: Bearer x", "Proxy-Authorization: Basic y"
+	}
 	if cls == 0 && (last&wUserLast != 0 || pair&wUserPair != 0) {
 		cls = kUser
 	}
@@ -404,18 +409,38 @@ func (sc *scanner) keyValue(s string, i int) int {
 			ve = vs + e
 			quoted = true
 		}
+	case c == '<' && s[i] == '=':
+		// dovecot and postfix write user=<a@b> and session=<x>
+		if e := strings.IndexByte(s[v+1:min(len(s), v+1+512)], '>'); e > 0 {
+			vs, ve, quoted = v+1, v+1+e, true
+		}
 	case c == '{' || c == '[':
 		return i + 1 // structured: the detectors look inside
 	}
 	if ve < 0 {
 		vs, ve = v, v
+		// a key inside quotes ('Authorization: x') ends its value there
+		var open byte
+		if j > 0 && (s[j-1] == '\'' || s[j-1] == '"') {
+			open = s[j-1]
+		}
 		line := cls&kLine != 0 && s[i] == ':'
+		spaces := 0
+		if cls&kAuth != 0 && s[i] == ':' {
+			spaces = 1 // the scheme, a space, the credential
+		}
 		for ve < len(s) && ve-vs < 8192 {
 			c := s[ve]
-			if c == '\n' || c == '\r' || c == '"' || c == '\\' {
+			if c == '\n' || c == '\r' || c == '"' || c == '\\' || c == open {
 				break
 			}
-			if !line && (c == ' ' || c == '\t' || c == ',' || c == ';' || c == '&' || c == ')' || c == ']' || c == '}' || c == '\'' || c == '<' || c == '>' || c == '|') {
+			if line {
+				if c == '}' || c == ']' {
+					break
+				}
+			} else if c == ' ' && spaces > 0 && ve > vs {
+				spaces--
+			} else if c == ' ' || c == '\t' || c == ',' || c == ';' || c == '&' || c == ')' || c == ']' || c == '}' || c == '\'' || c == '<' || c == '>' || c == '|' {
 				break
 			}
 			ve++
@@ -438,7 +463,10 @@ func (sc *scanner) keyValue(s string, i int) int {
 		if len(val) > 256 || a.keys.system[sc.lowerString(val)] {
 			return i + 1
 		}
-	} else if cls&kWeak != 0 && s[i] == ':' && !quoted && !quotedKey && !looksSecret(val) {
+	} else if cls&kWeak != 0 && s[i] == ':' && !quoted && !quotedKey && (!looksSecret(val) || strings.ContainsAny(val, ".:=/")) {
+		// "auth: ok", "token: expired", "session: 10.0.0.1:443": a common
+		// word before a colon in running text is a label more often than a
+		// key; its value must look like a secret, not an address or a path
 		return i + 1
 	}
 	sc.replace(s, vs, ve, act, nil)
