@@ -463,7 +463,7 @@ func (sc *scanner) keyValue(s string, i int) int {
 		if len(val) > 256 || a.keys.system[sc.lowerString(val)] {
 			return i + 1
 		}
-	} else if cls&kWeak != 0 && s[i] == ':' && !quoted && !quotedKey && (!looksSecret(val) || strings.ContainsAny(val, ".:=/")) {
+	} else if cls&kWeak != 0 && cls&kLine == 0 && s[i] == ':' && !quoted && !quotedKey && (!looksSecret(val) || strings.ContainsAny(val, ".:=/")) {
 		// "auth: ok", "token: expired", "session: 10.0.0.1:443": a common
 		// word before a colon in running text is a label more often than a
 		// key; its value must look like a secret, not an address or a path
