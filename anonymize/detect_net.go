@@ -32,25 +32,34 @@ func (sc *scanner) email(s string, i, atLen int) int {
 		return i
 	}
 	k := i + atLen
-	labels, lastStart, end := 0, 0, 0
-	firstEnd := 0
+	// the domain ends after its last label that is a valid top-level
+	// domain: "a@example.com.AKIA…" ends at ".com"
+	labels, end, firstEnd := 0, 0, 0
 	for {
 		e := runEnd(s, k, cLabel)
-		if e == k || e-k > 63 || s[k] == '-' || s[e-1] == '-' {
+		if e == k || e-k > 63 || s[k] == '-' {
 			break
 		}
 		labels++
 		if labels == 1 {
 			firstEnd = e
 		}
-		lastStart, end = k, e
+		label := s[k:e]
+		if labels >= 2 {
+			if validTLD(label) && s[e-1] != '-' {
+				end = e
+			} else if h := strings.IndexByte(label, '-'); h > 0 && !strings.HasPrefix(label, "xn--") && validTLD(label[:h]) {
+				end = k + h // "a@example.com-----BEGIN …"
+				break
+			}
+		}
 		if at(s, e) == '.' && ctab[at(s, e+1)]&cLabel != 0 {
 			k = e + 1
 			continue
 		}
 		break
 	}
-	if labels < 2 || !validTLD(s[lastStart:end]) {
+	if end == 0 {
 		return i
 	}
 	// "logo@2x.png": an image density suffix, not an address
@@ -217,17 +226,27 @@ func versionContext(s string, i, floor int) bool {
 // ipv6End reads an IPv6 address at i (which may start with "::") and returns
 // its end, or -1. It accepts what netip accepts, requires a digit (so that
 // "add::bad" in a code path is no address) and ends before a zone or port.
+// A last group that runs on into a word ("1111::ffff:AKIA…") is not part
+// of the address.
 func ipv6End(s string, i int) int {
-	j := i
-	groups, double, digit := 0, false, false
-	if at(s, j) == ':' {
-		if at(s, j+1) != ':' {
+	type state struct {
+		j, groups     int
+		double, digit bool
+	}
+	st := state{j: i}
+	if at(s, i) == ':' {
+		if at(s, i+1) != ':' {
 			return -1
 		}
-		double = true
-		j += 2
+		st.double = true
+		st.j = i + 2
+	}
+	prev := st
+	ok := func(st state) bool {
+		return st.digit && st.groups > 0 && st.groups <= 8 && (st.groups == 8) != st.double
 	}
 	for {
+		j := st.j
 		h := j
 		for h < len(s) && h-j < 5 && isHex(s[h]) {
 			h++
@@ -237,52 +256,59 @@ func ipv6End(s string, i int) int {
 			break
 		}
 		if n > 4 {
-			return -1
+			st = prev
+			break
 		}
+		next := st
 		if at(s, h) == '.' {
-			if groups > 6 {
-				return -1
+			e, good := parseIPv4(s, j)
+			if !good || st.groups > 6 {
+				st = prev
+				break
 			}
-			e, ok := parseIPv4(s, j)
-			if !ok {
-				return -1
-			}
-			groups += 2
-			j = e
-			digit = true
+			next.groups += 2
+			next.j = e
+			next.digit = true
+			st = next
 			break
 		}
 		for k := j; k < h; k++ {
 			if isDigit(s[k]) {
-				digit = true
+				next.digit = true
 			}
 		}
-		groups++
-		j = h
-		if at(s, j) != ':' {
+		next.groups++
+		next.j = h
+		if isWord(at(s, h)) {
+			st = prev
 			break
 		}
-		if at(s, j+1) == ':' {
-			if double {
+		prev, st = next, next
+		if at(s, h) != ':' {
+			break
+		}
+		if at(s, h+1) == ':' {
+			if st.double {
 				break
 			}
-			double = true
-			j += 2
+			st.double = true
+			st.j = h + 2
+			prev = st
 			continue
 		}
-		if isHex(at(s, j+1)) {
-			j++
+		if isHex(at(s, h+1)) {
+			st.j = h + 1
 			continue
 		}
 		break
 	}
-	if !digit || groups == 0 || groups > 8 || groups == 8 && double || groups < 8 && !double {
+	if !ok(st) {
 		return -1
 	}
-	if c := at(s, j); isWord(c) || c == '.' && isDigit(at(s, j+1)) {
+	if c := at(s, st.j); isWord(c) || c == '.' && isDigit(at(s, st.j+1)) {
 		return -1
 	}
-	return j
+	return st.j
 }
 
 func (sc *scanner) ipv6(s string, i int) int {
@@ -434,6 +460,11 @@ func (sc *scanner) urlCredentials(s string, i int) int {
 	}
 	if lastAt < 0 || colon < 0 || colon > lastAt || lastAt == k {
 		return i
+	}
+	if sc.alreadyScrubbed(s[k:lastAt]) {
+		// "scheme://email:k1:…@host": a pseudonym holds colons too
+		sc.skipTo(lastAt)
+		return lastAt
 	}
 	sc.replace(s, k, lastAt, &sc.a.det[detURLCredentials], nil)
 	return lastAt

@@ -291,14 +291,13 @@ func phoneGroups(s string, i int, intl bool, min, max int) int {
 	for {
 		d := digitsEnd(s, j)
 		n := d - j
-		if n == 0 || groups > 0 && n < 2 {
-			break
+		if n == 0 || groups > 0 && n < 2 || digits+n > max {
+			break // a longer run of groups keeps its valid start
 		}
 		groups++
 		digits += n
-		end = d
-		if digits > max {
-			return -1
+		if digits >= min && endsWord(s, d) {
+			end = d
 		}
 		next := -1
 		switch c := at(s, d); {
@@ -332,9 +331,6 @@ func phoneGroups(s string, i int, intl bool, min, max int) int {
 			break
 		}
 		j = next
-	}
-	if end < 0 || digits < min || digits > max {
-		return -1
 	}
 	return end
 }

@@ -42,11 +42,16 @@ func (sc *scanner) authScheme(s string, i int) int {
 	for at(s, j) == ' ' && j-i < 12 {
 		j++
 	}
-	e := runEnd(s, j, cTok)
+	cls := cTok
+	if basic {
+		cls = cB64Std
+	}
+	e := runEnd(s, j, cls)
 	for at(s, e) == '=' && e-j < 4096 {
 		e++
 	}
-	if isWord(at(s, e)) || e == j {
+	// '=' padding ends a credential even when a word follows it
+	if e == j || isWord(at(s, e)) && s[e-1] != '=' || basic && at(s, e) == '-' && at(s, e+1) != '-' {
 		return i
 	}
 	tok := s[j:e]
@@ -221,10 +226,10 @@ func (sc *scanner) homeSlash(s string, i int) int {
 	default:
 		return i
 	}
-	if i > 0 {
+	if i > 0 && i != sc.floor {
 		// inside a URL or a longer path ("/srv/home/x", "example.com/home/x")
 		c := s[i-1]
-		if isWord(c) || c == '.' || c == '-' || c == '_' || c == '~' || c == '/' && !strings.HasSuffix(s[:i], "file://") {
+		if isWord(c) || c == '.' || c == '-' || c == '_' || c == '~' || c == ']' || c == '/' && !strings.HasSuffix(s[:i], "file://") {
 			return i
 		}
 	}
@@ -298,13 +303,32 @@ func benignHome(n string) bool {
 
 // pseudonym recognises a pseudonym this anonymizer (with any key) made,
 // "<type>:<key id>:<16 base64url>", so that a second pass leaves it alone.
+// Pseudonyms written back to back ("email:k1:…user:k1:…") are one run.
 func (sc *scanner) pseudonym(s string, i int) int {
+	for n := 0; ; n++ {
+		end := sc.pseudonymAt(s, i)
+		if end < 0 {
+			return -1
+		}
+		if ctab[at(s, end)]&cB64 == 0 || n == 8 {
+			return end
+		}
+		if sc.pseudonymAt(s, end) < 0 {
+			return -1
+		}
+		i = end
+	}
+}
+
+// pseudonymAt returns the end of the pseudonym at i (ignoring what follows
+// its 16 hash characters), or -1.
+func (sc *scanner) pseudonymAt(s string, i int) int {
 	j := i
 	for j < len(s) && (isLower(s[j]) || s[j] == '_' || isDigit(s[j])) && j-i <= 32 {
 		j++
 	}
 	if at(s, j) != ':' || !sc.a.tags[s[i:j]] {
-		return i
+		return -1
 	}
 	k := j + 1
 	e := k
@@ -312,11 +336,11 @@ func (sc *scanner) pseudonym(s string, i int) int {
 		e++
 	}
 	if e == k || e-k > 16 || at(s, e) != ':' {
-		return i
+		return -1
 	}
 	g := runEnd(s, e+1, cB64)
-	if g-(e+1) != hashChars {
-		return i
+	if g-(e+1) < hashChars {
+		return -1
 	}
-	return g
+	return e + 1 + hashChars
 }

@@ -143,9 +143,11 @@ func (sc *scanner) scan(s string) bool {
 		}
 		if end := sc.trigger(s, i); end > i {
 			i = end
-			// a match may end inside a word: do not take its rest as a word start
-			for i < n && i > 0 && isWord(s[i]) && isWord(s[i-1]) {
-				i++
+			// a match may end inside a word: do not take its rest as a word
+			// start, nor reach back into it
+			if i < n && i > 0 && isWord(s[i]) && isWord(s[i-1]) {
+				i = runEnd(s, i, cWord)
+				sc.skipTo(i)
 			}
 			continue
 		}
@@ -169,8 +171,9 @@ func (sc *scanner) word(s string, i int) int {
 		end = sc.atLetter(s, i, we)
 	}
 	if end > i {
-		for end < len(s) && isWord(s[end]) && isWord(s[end-1]) {
-			end++
+		if end < len(s) && isWord(s[end]) && isWord(s[end-1]) {
+			end = runEnd(s, end, cWord)
+			sc.skipTo(end)
 		}
 		return end
 	}
@@ -200,8 +203,20 @@ func (sc *scanner) trigger(s string, i int) int {
 			return i + 3
 		}
 		if at(s, i+1) == ':' {
-			if a.on[detIP] && (i == 0 || !isWord(s[i-1])) {
+			if at(s, i+2) == ':' {
+				// ":::" is no address; skip the colons
+				e := i + 3
+				for at(s, e) == ':' {
+					e++
+				}
+				return e
+			}
+			if a.on[detIP] && sc.boundaryBefore(s, i) {
 				if end := sc.ipv6(s, i); end > i {
+					return end
+				}
+				if end := hexColonEnd(s, i); end > i+2 && isHex(s[i+2]) {
+					sc.skipTo(end)
 					return end
 				}
 			}
@@ -217,7 +232,7 @@ func (sc *scanner) trigger(s string, i int) int {
 		}
 		return sc.keyValue(s, i)
 	case '+':
-		if a.on[detPhone] && (i == 0 || !isWord(s[i-1])) {
+		if a.on[detPhone] && sc.boundaryBefore(s, i) {
 			return sc.phone(s, i)
 		}
 	case '(':
@@ -247,7 +262,7 @@ func (sc *scanner) atDigit(s string, i, we int) int {
 	a := sc.a
 	// A digit run right after "<digit>." or "<digit>," is the tail of a
 	// decimal number or of a longer dotted sequence (an OID, a version).
-	if i >= 2 && (s[i-1] == '.' || s[i-1] == ',') && isDigit(s[i-2]) {
+	if i >= 2 && i-2 >= sc.floor && (s[i-1] == '.' || s[i-1] == ',') && isDigit(s[i-2]) {
 		return i
 	}
 	d := digitsEnd(s, i)
@@ -317,12 +332,46 @@ func (sc *scanner) hexWord(s string, i, h int) int {
 			return end
 		}
 	}
-	if at(s, h) == ':' && h-i <= 4 && sc.a.on[detIP] {
-		if end := sc.ipv6(s, i); end > i {
-			return end
+	if at(s, h) == ':' && sc.a.on[detIP] {
+		if h-i <= 4 {
+			if end := sc.ipv6(s, i); end > i {
+				return end
+			}
+		}
+		// A run of hex digits and colons that is no address as a whole
+		// ("12:30:45", "a:b:c:d:e:f:0:1:2") is settled as a whole: taking
+		// an address out of its middle would not survive a second pass.
+		if end := hexColonEnd(s, i); end > h+1 {
+			sc.skipTo(end)
+			return -end
 		}
 	}
 	return i
+}
+
+// hexColonEnd returns the end of the run of hex digits, colons and dotted
+// decimals that starts at i.
+func hexColonEnd(s string, i int) int {
+	j := i
+	for j < len(s) {
+		c := s[j]
+		if isHex(c) || c == ':' || c == '.' && isDigit(at(s, j+1)) && j > i && isDigit(s[j-1]) {
+			j++
+			continue
+		}
+		break
+	}
+	if j < len(s) && j > i && isWord(s[j]) && isWord(s[j-1]) {
+		// the last group runs on into a word ("::ffff:email:…"): leave
+		// that word to be a word of its own
+		for j > i && s[j-1] != ':' {
+			j--
+		}
+	}
+	for j > i && s[j-1] == ':' {
+		j--
+	}
+	return j
 }
 
 // atLetter tries the detectors that start with a letter.
@@ -368,6 +417,13 @@ func (sc *scanner) atLetter(s string, i, we int) int {
 		}
 	}
 	return i
+}
+
+// boundaryBefore reports whether a detection may start at i: at the start,
+// after a byte that is no word byte, or right after a match, whose
+// replacement the next pass will see instead of the original's last byte.
+func (sc *scanner) boundaryBefore(s string, i int) bool {
+	return i == 0 || i == sc.floor || !isWord(s[i-1])
 }
 
 // skipTo marks s[:end] as settled: nothing may reach back into it.
