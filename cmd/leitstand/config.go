@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/leitstand/leitstand/anonymize"
 	"github.com/leitstand/leitstand/collector/httpin"
 	"github.com/leitstand/leitstand/collector/httpserver"
 	"github.com/leitstand/leitstand/collector/pipeline"
@@ -30,6 +31,8 @@ type Config struct {
 	Pipeline pipeline.Config `yaml:"pipeline"`
 	// Ingest is the NDJSON intake at /v1/ingest.
 	Ingest httpin.Config `yaml:"ingest"`
+	// Anonymize is the stage every event passes before any sink.
+	Anonymize anonymize.Config `yaml:"anonymize"`
 	// Sinks are where events go.
 	Sinks SinksConfig `yaml:"sinks"`
 }
@@ -56,6 +59,7 @@ func DefaultConfig(dataDir string) Config {
 		HTTP:            httpserver.DefaultConfig(),
 		Pipeline:        pipeline.DefaultConfig(),
 		Ingest:          httpin.DefaultConfig(),
+		Anonymize:       anonymize.DefaultConfig(),
 		Sinks:           SinksConfig{File: file.DefaultConfig()},
 	}
 	c.Sinks.File.Dir = filepath.Join(dataDir, "events")
@@ -121,6 +125,7 @@ func (c *Config) Validate() error {
 	errs.Nest("http", c.HTTP.Validate())
 	errs.Nest("pipeline", c.Pipeline.Validate())
 	errs.Nest("ingest", c.Ingest.Validate())
+	errs.Nest("anonymize", c.Anonymize.Validate())
 	errs.Nest("sinks.file", c.Sinks.File.Validate())
 	if !c.Sinks.File.Enabled {
 		errs.Addf("sinks", "no sink is enabled; events would have nowhere to go")

@@ -14,7 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-var readmeRow = regexp.MustCompile("^\\| `([a-z_.\\[\\]<>]+)` \\| *([^|]*?) *\\|")
+var readmeRow = regexp.MustCompile("^\\| `([a-z0-9_.\\[\\]<>]+)` \\| *([^|]*?) *\\|")
 
 // documentedKeys reads the configuration reference table of README.md:
 // key → documented default.
@@ -44,12 +44,16 @@ func TestREADMEDocumentsEveryConfigKey(t *testing.T) {
 	documented := documentedKeys(t)
 	accepted := config.Keys(reflect.TypeOf(Config{}))
 	for _, k := range accepted {
-		if _, ok := documented[k]; !ok {
+		if documentedAs(documented, k) == "" {
 			t.Errorf("config key %s is not documented in README.md", k)
 		}
 	}
 	for k := range documented {
-		if !contains(accepted, k) {
+		found := false
+		for _, a := range accepted {
+			found = found || matchKey(k, a)
+		}
+		if !found {
 			t.Errorf("README.md documents %s, which the config does not have", k)
 		}
 	}
@@ -60,13 +64,18 @@ func TestREADMEDocumentsEveryConfigKey(t *testing.T) {
 			continue // described in words ("number of CPUs", "none")
 		}
 		want = strings.TrimSuffix(want, "`")
-		got, leaf := defaultOf(reflect.ValueOf(defaults), strings.Split(k, "."))
-		if !leaf {
-			t.Errorf("README.md gives %s a default, but it is a section", k)
-			continue
-		}
-		if got != want {
-			t.Errorf("README.md says %s defaults to %q; the code says %q", k, want, got)
+		for _, a := range accepted {
+			if !matchKey(k, a) || strings.Contains(a, "[]") {
+				continue // list items have no default of their own
+			}
+			got, leaf := defaultOf(reflect.ValueOf(defaults), strings.Split(a, "."))
+			if !leaf {
+				t.Errorf("README.md gives %s a default, but it is a section", a)
+				continue
+			}
+			if got != want {
+				t.Errorf("README.md says %s defaults to %q; the code says %q", a, want, got)
+			}
 		}
 	}
 }
@@ -94,6 +103,8 @@ func defaultOf(v reflect.Value, path []string) (string, bool) {
 		return x.String(), true
 	case fmt.Stringer:
 		return x.String(), true
+	case []string:
+		return strings.Join(x, "`, `"), true // written `a`, `b` in the table
 	}
 	if v.Kind() == reflect.Struct {
 		return "", false
@@ -130,17 +141,36 @@ func TestExampleConfigKeysAreDocumented(t *testing.T) {
 		t.Fatalf("the example config uses only %d keys; it should show every section", len(used))
 	}
 	for _, k := range used {
-		if _, ok := documented[k]; !ok {
+		if documentedAs(documented, k) == "" {
 			t.Errorf("example config key %s is not documented", k)
 		}
 	}
 }
 
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
+// matchKey reports whether the documented key pattern doc names key; a
+// segment in angle brackets (<detector>) stands for any one segment.
+func matchKey(doc, key string) bool {
+	ds, ks := strings.Split(doc, "."), strings.Split(key, ".")
+	if len(ds) != len(ks) {
+		return false
+	}
+	for i := range ds {
+		if ds[i] != ks[i] && !(strings.HasPrefix(ds[i], "<") && strings.HasSuffix(ds[i], ">") && ds[i] != "<name>") {
+			return false
 		}
 	}
-	return false
+	return true
+}
+
+// documentedAs returns the documented pattern that names key, or "".
+func documentedAs(documented map[string]string, key string) string {
+	if _, ok := documented[key]; ok {
+		return key
+	}
+	for doc := range documented {
+		if matchKey(doc, key) {
+			return doc
+		}
+	}
+	return ""
 }

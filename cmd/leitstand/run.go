@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/leitstand/leitstand/anonymize"
 	"github.com/leitstand/leitstand/collector"
 	"github.com/leitstand/leitstand/collector/httpin"
 	"github.com/leitstand/leitstand/collector/httpserver"
@@ -35,7 +36,7 @@ func run(o options, stderr io.Writer) int {
 	level, _ := parseLevel(cfg.Log.Level)
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 
-	d, err := build(cfg, log)
+	d, err := build(cfg, o.dataDir, log)
 	if err != nil {
 		log.Error("start-up failed", "err", err)
 		return 1
@@ -89,7 +90,7 @@ type namedComponent struct {
 	c    collector.Component
 }
 
-func build(cfg Config, log *slog.Logger) (*daemon, error) {
+func build(cfg Config, dataDir string, log *slog.Logger) (*daemon, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -105,7 +106,12 @@ func build(cfg Config, log *slog.Logger) (*daemon, error) {
 	if cfg.Sinks.File.Enabled {
 		d.sinks = append(d.sinks, file.New(cfg.Sinks.File, reg, log.With("component", "file")))
 	}
-	d.pipe = pipeline.New(cfg.Pipeline, nil, d.sinks, m, log.With("component", "pipeline"))
+	// Every event passes the anonymizer before any sink sees it.
+	anon, err := anonymize.New(cfg.Anonymize, dataDir, reg)
+	if err != nil {
+		return nil, err
+	}
+	d.pipe = pipeline.New(cfg.Pipeline, []collector.Stage{anon}, d.sinks, m, log.With("component", "pipeline"))
 
 	mux := http.NewServeMux()
 	if cfg.Ingest.Enabled {

@@ -13,7 +13,7 @@ import (
 func TestReadyzTurnsUnreadyWhenStopping(t *testing.T) {
 	cfg := DefaultConfig(t.TempDir())
 	cfg.HTTP.Listen = "127.0.0.1:0"
-	d, err := build(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	d, err := build(cfg, t.TempDir(), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +46,7 @@ func TestStartFailsCleanlyWhenThePortIsTaken(t *testing.T) {
 	defer l.Close()
 	cfg := DefaultConfig(t.TempDir())
 	cfg.HTTP.Listen = l.Addr().String()
-	d, err := build(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	d, err := build(cfg, t.TempDir(), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
