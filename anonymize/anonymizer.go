@@ -133,7 +133,7 @@ func New(cfg Config, dataDir string, reg prometheus.Registerer) (*Anonymizer, er
 	// replaced again on a second pass
 	sc := a.newScanner()
 	for r := range a.replacements {
-		if sc.scan(r) {
+		if sc.scrub(r) {
 			return nil, config.Errorf("detectors", "the replacement %q would itself be scrubbed; choose a plain text", r)
 		}
 	}
@@ -173,7 +173,7 @@ func (a *Anonymizer) ScrubString(s string) string {
 	}
 	sc := a.pool.Get().(*scanner)
 	defer a.pool.Put(sc)
-	changed := sc.scan(s)
+	changed := sc.scrub(s)
 	// the daemon's own lines are not events: count nothing
 	clear(sc.counts)
 	for _, m := range sc.batch {
@@ -239,7 +239,7 @@ func (a *Anonymizer) processEvent(sc *scanner, b *collector.Batch, e *collector.
 			changed := false
 			if act != nil {
 				out, changed = sc.wholeValue(act, f.Str)
-			} else if changed = sc.scan(f.Str); changed {
+			} else if changed = sc.scrub(f.Str); changed {
 				out = unsafeString(sc.out)
 			}
 			drop = sc.drop && act == nil
@@ -396,7 +396,7 @@ func (sc *scanner) wholeValue(act *action, v string) (string, bool) {
 	case mKeep:
 		return v, false
 	case mScrub:
-		if sc.scan(v) {
+		if sc.scrub(v) {
 			return unsafeString(sc.out), true
 		}
 		return v, false
@@ -409,7 +409,7 @@ func (sc *scanner) wholeValue(act *action, v string) (string, bool) {
 			sc.count(act)
 			return unsafeString(out), true
 		}
-		if sc.scan(v) {
+		if sc.scrub(v) {
 			return unsafeString(sc.out), true
 		}
 		return v, false

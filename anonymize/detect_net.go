@@ -360,7 +360,9 @@ func macEnd(s string, i int) int {
 				groups++
 				j += 3
 			}
-			if (groups == 6 || groups == 8 || groups == 14) && !isWord(at(s, j)) && !(at(s, j) == sep && isHex(at(s, j+1))) {
+			// a seventh group would make it something else; a word after
+			// the separator ("…:5e:AKIA…") does not
+			if (groups == 6 || groups == 8 || groups == 14) && !isWord(at(s, j)) && !(at(s, j) == sep && isHex(at(s, j+1)) && !isWord(at(s, runEnd(s, j+1, cHex)))) {
 				return j
 			}
 			return -1

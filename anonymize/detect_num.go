@@ -236,7 +236,7 @@ func phoneEnd(s string, i int) int {
 			return -1
 		}
 		e := digitsEnd(s, i)
-		if n := e - i; n >= 10 && n <= 12 && !isPhoneSep(s, e) {
+		if n := e - i; n >= 10 && n <= 12 {
 			return e // 0301234567, 015112345678
 		}
 		if n := e - i; n < 3 || n > 5 || !isPhoneSep(s, e) {

@@ -31,7 +31,7 @@ func (sc *scanner) scrubRaw(raw string, act *action, active uint64) (string, boo
 	i := w.value(skipWS(raw, 0), act, 0)
 	if w.bad || skipWS(raw, i) != len(raw) {
 		// not what the contract promises: scrub it as text rather than not at all
-		changed := sc.scan(raw)
+		changed := sc.scrub(raw)
 		if changed {
 			return unsafeString(sc.out), true, sc.drop
 		}
@@ -174,7 +174,7 @@ func (w *walker) stringValue(start, end int, esc bool, act *action) {
 		}
 		return
 	}
-	if sc.scan(text) {
+	if sc.scrub(text) {
 		w.editString(start, end, unsafeString(sc.out))
 	}
 }
@@ -236,7 +236,7 @@ func (w *walker) object(i int, act *action, depth int) int {
 			}
 		} else {
 			// a name can hold personal data too ({"jane@example.org": 3})
-			if sc.scan(name) {
+			if sc.scrub(name) {
 				w.editString(ks, ke, unsafeString(sc.out))
 			}
 			vact := mact

@@ -96,6 +96,8 @@ type scanner struct {
 	floor   int
 	changed bool
 	drop    bool // a detector whose method is drop matched
+	glued   bool // a replacement touches a word or a detector's punctuation
+	alt     []byte
 
 	counts []uint32   // per event, by type
 	batch  [][]uint32 // per batch, by type and method, for metrics
@@ -128,7 +130,7 @@ type Detection struct {
 // detectors that hinge on them; everything else is skipped a word at a time.
 func (sc *scanner) scan(s string) bool {
 	sc.out = sc.out[:0]
-	sc.copied, sc.floor, sc.changed, sc.drop = 0, 0, false, false
+	sc.copied, sc.floor, sc.changed, sc.drop, sc.glued = 0, 0, false, false, false
 	n := len(s)
 	i := 0
 	for i < n {
@@ -141,14 +143,10 @@ func (sc *scanner) scan(s string) bool {
 			i = sc.word(s, i)
 			continue
 		}
+		// What follows a match starts afresh, even inside a word: a second
+		// pass sees the replacement there, which ends a word.
 		if end := sc.trigger(s, i); end > i {
 			i = end
-			// a match may end inside a word: do not take its rest as a word
-			// start, nor reach back into it
-			if i < n && i > 0 && isWord(s[i]) && isWord(s[i-1]) {
-				i = runEnd(s, i, cWord)
-				sc.skipTo(i)
-			}
 			continue
 		}
 		i++
@@ -158,6 +156,35 @@ func (sc *scanner) scan(s string) bool {
 	}
 	sc.out = append(sc.out, s[sc.copied:]...)
 	return true
+}
+
+// scrub scrubs s into sc.out and reports whether it changed. When a
+// replacement landed glued to its neighbours ("…@b.de4111…", "x:[mac]:y"),
+// a second pass could read the new text differently from the first, so
+// scrub goes on until a pass changes nothing (at most four passes): what it
+// returns is a fixed point, and scrubbing it again changes nothing. Text
+// whose replacements stand between spaces, quotes or '=' takes one pass.
+func (sc *scanner) scrub(s string) bool {
+	if !sc.scan(s) {
+		return false
+	}
+	drop := sc.drop
+	for pass := 1; sc.glued && pass < 4; pass++ {
+		sc.out, sc.alt = sc.alt, sc.out
+		if !sc.scan(unsafeString(sc.alt)) {
+			sc.out, sc.alt = sc.alt, sc.out
+			break
+		}
+		drop = drop || sc.drop
+	}
+	sc.drop = drop
+	return true
+}
+
+// glue reports whether c, next to a replacement, could let a detector see
+// the replacement as part of something (a word, an address, a path).
+func glue(c byte) bool {
+	return ctab[c]&cWord != 0 || c == ':' || c == '/' || c == '.' || c == '-' || c == '_' || c == '@' || c == '%' || c == '+' || c == '\\'
 }
 
 // word handles a word starting at i and returns where to go on.
@@ -171,10 +198,6 @@ func (sc *scanner) word(s string, i int) int {
 		end = sc.atLetter(s, i, we)
 	}
 	if end > i {
-		if end < len(s) && isWord(s[end]) && isWord(s[end-1]) {
-			end = runEnd(s, end, cWord)
-			sc.skipTo(end)
-		}
 		return end
 	}
 	return we
@@ -449,6 +472,9 @@ func (sc *scanner) replace(s string, start, end int, act *action, norm []byte) {
 	sc.copied = end
 	sc.skipTo(end)
 	sc.changed = true
+	if start > 0 && glue(s[start-1]) || end < len(s) && glue(s[end]) && !(s[end] == ':' && isDigit(at(s, end+1))) {
+		sc.glued = true
+	}
 	if act.method == mDrop {
 		sc.drop = true
 	}
