@@ -132,8 +132,8 @@ func (c *Config) Validate() error {
 	}
 	// A listener that leaves loopback must not take events from anyone.
 	if _, _, err := net.SplitHostPort(c.HTTP.Listen); err == nil && c.Ingest.Enabled &&
-		!httpserver.IsLoopback(c.HTTP.Listen) && !c.Ingest.HasAuth() {
-		errs.Addf("http.listen", "%q is not a loopback address, so ingest.auth must list tokens (or set ingest.enabled: false)", c.HTTP.Listen)
+		!httpserver.IsLoopback(c.HTTP.Listen) && !c.Ingest.HasAuth() && c.HTTP.TLS.ClientCAFile == "" {
+		errs.Addf("http.listen", "%q is not a loopback address, so ingest.auth must list tokens, or http.tls.client_ca_file require client certificates (or set ingest.enabled: false)", c.HTTP.Listen)
 	}
 	return errs.Err()
 }

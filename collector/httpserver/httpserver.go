@@ -5,6 +5,7 @@ package httpserver
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -33,6 +34,8 @@ type Config struct {
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
 	// MaxHeaderBytes limits request headers. Default 64KiB.
 	MaxHeaderBytes config.ByteSize `yaml:"max_header_bytes"`
+	// TLS serves HTTPS when a certificate is set.
+	TLS TLSConfig `yaml:"tls"`
 }
 
 // DefaultConfig returns the listener's defaults.
@@ -44,6 +47,7 @@ func DefaultConfig() Config {
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
+		TLS:               TLSConfig{MinVersion: "1.2"},
 	}
 }
 
@@ -64,6 +68,7 @@ func (c *Config) Validate() error {
 	if c.MaxHeaderBytes < 1024 {
 		errs.Addf("max_header_bytes", "must be at least 1KiB, got %s", c.MaxHeaderBytes)
 	}
+	errs.Nest("tls", c.TLS.Validate())
 	return errs.Err()
 }
 
@@ -123,6 +128,15 @@ func (s *Server) Start(context.Context) error {
 	ln, err := net.Listen("tcp", s.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("http server: %w", err)
+	}
+	if s.cfg.TLS.Enabled() {
+		tc, err := s.cfg.TLS.serverTLS()
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("http server: tls: %w", err)
+		}
+		s.srv.TLSConfig = tc
+		ln = tls.NewListener(ln, tc)
 	}
 	s.started, s.addr = true, ln.Addr()
 	go func() {
