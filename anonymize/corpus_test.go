@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strconv"
 	"sort"
 	"strings"
 	"testing"
@@ -78,9 +80,11 @@ type tally struct{ total, hit int }
 // positive rate (look-alikes altered) on the labelled corpus.
 func TestCorpus(t *testing.T) {
 	if *update {
-		if err := os.WriteFile(corpusFile, []byte(generateCorpus()), 0o644); err != nil {
+		text := generateCorpus()
+		if err := os.WriteFile(corpusFile, []byte(text), 0o644); err != nil {
 			t.Fatal(err)
 		}
+		writeFuzzSeeds(t, text)
 	}
 	f, err := os.Open(corpusFile)
 	if err != nil {
@@ -177,5 +181,24 @@ func TestCorpus(t *testing.T) {
 	}
 	if fpr > 0.005 {
 		t.Errorf("false positive rate %.4f is above 0.005", fpr)
+	}
+}
+
+// writeFuzzSeeds keeps every 97th corpus line, without markup, as a seed of
+// FuzzScrub in testdata/fuzz/FuzzScrub.
+func writeFuzzSeeds(t *testing.T, text string) {
+	dir := filepath.Join("testdata", "fuzz", "FuzzScrub")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i, line := range strings.Split(text, "\n") {
+		if i%97 != 5 || line == "" {
+			continue
+		}
+		plain, _ := parseCorpusLine(line)
+		seed := "go test fuzz v1\nstring(" + strconv.Quote(plain) + ")\n"
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("corpus-%04d", i)), []byte(seed), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

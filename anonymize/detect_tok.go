@@ -176,6 +176,9 @@ func (sc *scanner) apiKey(s string, i int) int {
 	return i
 }
 
+// maxPEM bounds how far the END line of a private key block is looked for.
+const maxPEM = 32 << 10
+
 // pem handles "-----BEGIN … PRIVATE KEY-----" at i: the whole block up to
 // its END line, or to the end of the key material when the END is cut off.
 func (sc *scanner) pem(s string, i int) int {
@@ -193,7 +196,9 @@ func (sc *scanner) pem(s string, i int) int {
 	}
 	k := j + h + 5
 	end := -1
-	if e := strings.Index(s[k:], "-----END "); e >= 0 {
+	// a key block is a few KiB; looking further would make a text of many
+	// BEGIN lines without END quadratic
+	if e := strings.Index(s[k:min(len(s), k+maxPEM)], "-----END "); e >= 0 {
 		f := k + e + 9
 		if g := strings.Index(s[f:min(len(s), f+48)], "-----"); g >= 0 {
 			end = f + g + 5

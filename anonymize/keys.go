@@ -30,7 +30,7 @@ var (
 	// are common words, so running text needs a secret-looking value.
 	secretLastWord = []string{
 		"token", "auth", "session", "cookie", "cookies", "pass", "sid", "otp",
-		"signature", "sig", "bearer", "dsn",
+		"signature", "sig", "bearer", "dsn", "pin",
 	}
 	// secretPairs: a key ending in one of these word pairs is secret.
 	secretPairs = []string{
