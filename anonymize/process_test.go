@@ -44,9 +44,15 @@ func newEvent(dataset string, fields ...collector.Field) collector.Event {
 	return e
 }
 
-func str(k, v string) collector.Field { return collector.Field{Key: k, Kind: collector.KindString, Str: v} }
-func raw(k, v string) collector.Field { return collector.Field{Key: k, Kind: collector.KindRaw, Str: v} }
-func num(k, v string) collector.Field { return collector.Field{Key: k, Kind: collector.KindNumber, Str: v} }
+func str(k, v string) collector.Field {
+	return collector.Field{Key: k, Kind: collector.KindString, Str: v}
+}
+func raw(k, v string) collector.Field {
+	return collector.Field{Key: k, Kind: collector.KindRaw, Str: v}
+}
+func num(k, v string) collector.Field {
+	return collector.Field{Key: k, Kind: collector.KindNumber, Str: v}
+}
 
 // process runs a over one event and returns it.
 func process(a *Anonymizer, e collector.Event) collector.Event {
