@@ -18,6 +18,7 @@ type walker struct {
 	out     []byte
 	copied  int
 	changed bool
+	drop    bool // a detector whose method is drop matched a string
 	active  uint64
 	bad     bool // not valid JSON
 }
@@ -37,7 +38,7 @@ func (sc *scanner) scrubRaw(raw string, act *action, active uint64) (string, boo
 		}
 		return raw, false, sc.drop
 	}
-	drop := sc.drop
+	drop := w.drop
 	sc.js = w.out
 	if !w.changed {
 		return raw, false, drop
@@ -175,6 +176,7 @@ func (w *walker) stringValue(start, end int, esc bool, act *action) {
 		return
 	}
 	if sc.scrub(text) {
+		w.drop = w.drop || sc.drop
 		w.editString(start, end, unsafeString(sc.out))
 	}
 }
@@ -237,6 +239,7 @@ func (w *walker) object(i int, act *action, depth int) int {
 		} else {
 			// a name can hold personal data too ({"jane@example.org": 3})
 			if sc.scrub(name) {
+				w.drop = w.drop || sc.drop
 				w.editString(ks, ke, unsafeString(sc.out))
 			}
 			vact := mact

@@ -209,6 +209,9 @@ func TestProcessMethodsAndRules(t *testing.T) {
 	if _, ok := get(e, "message"); ok {
 		t.Error("a field with a card survived the drop method")
 	}
+	if e2 := process(a, newEvent("app", raw("items", `[{"a":"x"},{"b":"4111 1111 1111 1111"},{"c":"y"}]`))); len(e2.Fields) != 2 {
+		t.Errorf("a raw field with a card survived the drop method: %+v", e2.Fields)
+	}
 	if f, _ := get(e, "labels.phone"); f.Str != "call <phone> from [ip]" {
 		t.Errorf("replace/mask: %q", f.Str)
 	}
