@@ -152,7 +152,7 @@ func New(cfg Config, dataDir string, reg prometheus.Registerer) (*Anonymizer, er
 }
 
 func (a *Anonymizer) newScanner() *scanner {
-	sc := &scanner{a: a, counts: make([]uint32, len(a.types)), fields: map[string]*fieldInfo{}, datasets: map[string]uint64{}, keyCache: map[string]keyClass{}}
+	sc := &scanner{a: a, counts: make([]uint32, len(a.types)), fields: map[string]*fieldInfo{}, datasets: map[string]uint64{}, keyCache: map[string]keyClass{}, members: map[string]memberInfo{}}
 	sc.batch = make([][]uint32, len(a.types))
 	for i := range sc.batch {
 		sc.batch[i] = make([]uint32, numMethods)
@@ -382,11 +382,30 @@ func (sc *scanner) keyAction(key string) *action {
 
 // memberAction returns the action for a JSON member: a rule for its path,
 // else its name's key class.
+// What the path and name decide is cached per scanner under the path with
+// the name in its own case (camelCase matters to the key lists).
 func (sc *scanner) memberAction(name, path string, active uint64) *action {
-	if act := sc.a.rules.lookup(path, active); act != nil {
+	parent := path[:max(0, len(path)-len(name)-1)]
+	key := append(append(append(sc.mkey[:0], parent...), '.'), name...)
+	sc.mkey = key
+	mi, ok := sc.members[string(key)]
+	if !ok {
+		if len(sc.members) >= maxCached {
+			clear(sc.members)
+		}
+		mi = memberInfo{rules: sc.a.rules.mask(path), act: sc.keyAction(name)}
+		sc.members[string(key)] = mi
+	}
+	if act := sc.a.rules.first(mi.rules & active); act != nil {
 		return act
 	}
-	return sc.keyAction(name)
+	return mi.act
+}
+
+// memberInfo is what a JSON member's path and name decide, cached.
+type memberInfo struct {
+	rules uint64
+	act   *action
 }
 
 // wholeValue applies act to all of v (a field or member value) and returns

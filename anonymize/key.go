@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -114,22 +115,71 @@ func deriveKeyID(key []byte) string {
 // appendHash appends the pseudonym of value: "<tag>:<key id>:<hash>".
 // norm, when not nil, is hashed instead of value.
 func (sc *scanner) appendHash(dst []byte, tag string, value string, norm []byte) []byte {
+	if norm == nil {
+		sc.tmp = append(sc.tmp[:0], value...)
+		norm = sc.tmp
+	}
+	dst = append(dst, tag...)
+	dst = append(dst, ':')
+	dst = append(dst, sc.a.keyID...)
+	dst = append(dst, ':')
+	if sc.hashes == nil {
+		sc.hashes = new(hashCache)
+	}
+	if enc, ok := sc.hashes.get(norm); ok {
+		return append(dst, enc...)
+	}
 	if sc.hmac == nil {
 		sc.hmac = hmac.New(sha256.New, sc.a.key)
 	} else {
 		sc.hmac.Reset()
 	}
-	if norm == nil {
-		sc.tmp = append(sc.tmp[:0], value...)
-		norm = sc.tmp
-	}
 	sc.hmac.Write(norm)
 	sc.sum = sc.hmac.Sum(sc.sum[:0])
-	dst = append(dst, tag...)
-	dst = append(dst, ':')
-	dst = append(dst, sc.a.keyID...)
-	dst = append(dst, ':')
-	return base64.RawURLEncoding.AppendEncode(dst, sc.sum[:hashBytes])
+	start := len(dst)
+	dst = base64.RawURLEncoding.AppendEncode(dst, sc.sum[:hashBytes])
+	sc.hashes.put(norm, dst[start:])
+	return dst
+}
+
+// hashCache remembers the last pseudonyms a scanner computed: the same
+// user's address turns up again and again in one event and one batch, and
+// an HMAC costs more than scanning a line. Direct-mapped and fixed in size,
+// it allocates nothing.
+type hashCache struct {
+	seed    maphash.Seed
+	entries [256]struct {
+		n   uint8
+		key [62]byte
+		enc [hashChars]byte
+	}
+}
+
+func (c *hashCache) slot(v []byte) int {
+	if c.seed == (maphash.Seed{}) {
+		c.seed = maphash.MakeSeed()
+	}
+	return int(maphash.Bytes(c.seed, v) & 255)
+}
+
+func (c *hashCache) get(v []byte) ([]byte, bool) {
+	if len(v) == 0 || len(v) > 62 {
+		return nil, false
+	}
+	e := &c.entries[c.slot(v)]
+	if int(e.n) != len(v) || string(e.key[:e.n]) != string(v) {
+		return nil, false
+	}
+	return e.enc[:], true
+}
+
+func (c *hashCache) put(v, enc []byte) {
+	if len(v) == 0 || len(v) > 62 || len(enc) != hashChars {
+		return
+	}
+	e := &c.entries[c.slot(v)]
+	e.n = uint8(copy(e.key[:], v))
+	copy(e.enc[:], enc)
 }
 
 // unsafeString views b as a string without copying; b must not change

@@ -34,6 +34,7 @@ const (
 	gPrefix
 	gSuffix
 	gAll
+	gContains
 	gGeneral
 )
 
@@ -49,6 +50,8 @@ func compileGlob(p string) glob {
 		return glob{gPrefix, p[:len(p)-1]}
 	case n == 1 && strings.HasPrefix(p, "*"):
 		return glob{gSuffix, p[1:]}
+	case n == 2 && len(p) > 2 && p[0] == '*' && p[len(p)-1] == '*':
+		return glob{gContains, p[1 : len(p)-1]}
 	}
 	return glob{gGeneral, p}
 }
@@ -63,6 +66,8 @@ func (g glob) match(s string) bool {
 		return strings.HasSuffix(s, g.s)
 	case gAll:
 		return true
+	case gContains:
+		return strings.Contains(s, g.s)
 	}
 	return globMatch(g.s, s)
 }

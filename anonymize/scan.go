@@ -113,6 +113,9 @@ type scanner struct {
 	fields   map[string]*fieldInfo
 	datasets map[string]uint64
 	keyCache map[string]keyClass
+	members  map[string]memberInfo
+	mkey     []byte
+	hashes   *hashCache
 
 	// found, when not nil, collects what was detected (for tests).
 	found *[]Detection
