@@ -2,6 +2,8 @@ package anonymize
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -12,25 +14,33 @@ import (
 	"github.com/leitstand/leitstand/collector"
 )
 
-func TestProcessSentryEvent(t *testing.T) {
+// TestProcessSentryEvents runs the event items of real envelopes from the
+// Go, Node.js and Python SDKs (shared/samples/sentry) through Process.
+func TestProcessSentryEvents(t *testing.T) {
 	a := newTestAnonymizer(t)
-	b := collector.NewBatch("test")
-	defer b.Release()
-	e := b.Next()
-	*e = sentryEvent(t)
-	a.Process(b)
-	out := encode(&b.Events[0])
-	t.Log(out)
-	var v map[string]any
-	if err := json.Unmarshal([]byte(out), &v); err != nil {
-		t.Fatalf("not valid JSON: %v", err)
+	for _, name := range []string{"sentry-go-event.json", "sentry-node-event.json", "sentry-python-event.json"} {
+		doc, err := os.ReadFile(filepath.Join("testdata", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := process(a, collector.Event{Fields: append(flattenJSON(t, doc), str(collector.FieldDataset, "sentry.error"))})
+		out := encode(&e)
+		var v map[string]any
+		if err := json.Unmarshal([]byte(out), &v); err != nil {
+			t.Fatalf("%s: not valid JSON: %v", name, err)
+		}
+		if left := contains(out, "jane.doe", "4111", "hunter2", "198.51.100.7", "203.0.113.42",
+			"AKIAIOSFODNN7EXAMPLE", "DE89370400440532013000", "user:pw", "jdoe", "078-05-1120", `"u-1"`); len(left) > 0 {
+			t.Errorf("%s: personal data survived: %q", name, left)
+		}
+		if kept := contains(out, `"event_id":"`+v["event_id"].(string)+`"`, `"timestamp":`, "probe@1.0.0", `"platform":"`); len(kept) != 4 {
+			t.Errorf("%s: benign values altered: only %q kept", name, kept)
+		}
 	}
-	if left := contains(out, "jane.doe", "4111", "hunter2", "198.51.100.7", "203.0.113.42",
-		"AKIAIOSFODNN7EXAMPLE", "DE89370400440532013000", "user:pw", "jdoe", "078-05-1120", `"u-1"`); len(left) > 0 {
-		t.Errorf("personal data survived: %q", left)
-	}
-	if kept := contains(out, "c77fe52cf803414fb5cd17a22b31144f", "bf0edcf12976b442601346fab470f256", "d31e47de18502c81",
-		"2026-11-22T02:48:21.367517833Z", "0.50.0", "go1.26.8", "/srv/shop-server/main.go"); len(kept) != 7 {
+	e := process(a, sentryEvent(t))
+	out := encode(&e)
+	if kept := contains(out, "bf0edcf12976b442601346fab470f256", "d31e47de18502c81", "2026-11-22T02:48:21.367517833Z",
+		"0.50.0", "go1.26.8", "/srv/shop-server/main.go", `"REMOTE_PORT":"51234"`); len(kept) != 7 {
 		t.Errorf("benign values altered: only %q kept", kept)
 	}
 }
