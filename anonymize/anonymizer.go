@@ -152,7 +152,7 @@ func New(cfg Config, dataDir string, reg prometheus.Registerer) (*Anonymizer, er
 }
 
 func (a *Anonymizer) newScanner() *scanner {
-	sc := &scanner{a: a, counts: make([]uint32, len(a.types)), fields: map[string]*fieldInfo{}, datasets: map[string]uint64{}, keyCache: map[string]keyClass{}, members: map[string]memberInfo{}}
+	sc := &scanner{a: a, counts: make([]uint32, len(a.types)), fields: map[string]*fieldInfo{}, datasets: map[string]uint64{}, keyCache: new([1024]keyCacheEntry), members: map[string]memberInfo{}}
 	sc.batch = make([][]uint32, len(a.types))
 	for i := range sc.batch {
 		sc.batch[i] = make([]uint32, numMethods)
@@ -323,6 +323,7 @@ func countString(b *collector.Batch, n int) string {
 // fieldInfo is what a field's key alone decides, cached per scanner: field
 // keys repeat from event to event, so each is looked at once.
 type fieldInfo struct {
+	key   string  // the key as the event spells it
 	lower string  // the key in lower case, a path for rules
 	skip  bool    // in skip_fields
 	rules uint64  // the rules with a field glob that matches, any dataset
@@ -334,7 +335,16 @@ type fieldInfo struct {
 const maxCached = 4096
 
 func (sc *scanner) field(key string) *fieldInfo {
+	// a direct-mapped front for the map: most events have the same few keys
+	slot := &sc.recent[0]
+	if len(key) > 0 {
+		slot = &sc.recent[(len(key)*31+int(key[0])*7+int(key[len(key)-1])*13)&(len(sc.recent)-1)]
+		if slot.fi != nil && slot.fi.key == key {
+			return slot.fi
+		}
+	}
 	if fi, ok := sc.fields[key]; ok {
+		slot.fi = fi
 		return fi
 	}
 	if len(sc.fields) >= maxCached {
@@ -343,12 +353,14 @@ func (sc *scanner) field(key string) *fieldInfo {
 	key = strings.Clone(key) // the event's key lives in the batch's memory
 	lowerKey := strings.ToLower(key)
 	fi := &fieldInfo{
+		key:   key,
 		lower: lowerKey,
 		skip:  sc.a.skip.match(lowerKey),
 		rules: sc.a.rules.mask(lowerKey),
 		act:   sc.keyAction(key),
 	}
 	sc.fields[key] = fi
+	slot.fi = fi
 	return fi
 }
 

@@ -291,20 +291,27 @@ func (sc *scanner) classify(key string) keyClass {
 }
 
 // classifyCached is classify behind a per-scanner cache: the keys of
-// key=value pairs repeat from line to line.
+// key=value pairs repeat from line to line. The cache is direct-mapped by
+// length and a few bytes, so a hit costs a few loads and one comparison and
+// nothing is ever allocated.
 func (sc *scanner) classifyCached(key string) keyClass {
-	if len(key) > 32 {
+	if len(key) > len(keyCacheEntry{}.key) || len(key) == 0 {
 		return sc.classify(key)
 	}
-	if cls, ok := sc.keyCache[key]; ok {
-		return cls
+	e := &sc.keyCache[(len(key)*31+int(key[0])*7+int(key[len(key)-1])*13+int(key[len(key)/2])*3)&(len(sc.keyCache)-1)]
+	if int(e.n) == len(key) && string(e.key[:e.n]) == key {
+		return e.cls
 	}
 	cls := sc.classify(key)
-	if len(sc.keyCache) >= maxCached {
-		clear(sc.keyCache)
-	}
-	sc.keyCache[strings.Clone(key)] = cls
+	e.n = uint8(copy(e.key[:], key))
+	e.cls = cls
 	return cls
+}
+
+type keyCacheEntry struct {
+	n   uint8
+	cls keyClass
+	key [30]byte
 }
 
 // looksSecret tells a secret-looking value ("hunter2", "a8f3…") from a word

@@ -111,8 +111,9 @@ type scanner struct {
 	key  []byte // lower-cased key being classified
 
 	fields   map[string]*fieldInfo
+	recent   [64]struct{ fi *fieldInfo }
 	datasets map[string]uint64
-	keyCache map[string]keyClass
+	keyCache *[1024]keyCacheEntry
 	members  map[string]memberInfo
 	mkey     []byte
 	hashes   *hashCache
