@@ -39,6 +39,8 @@ type message struct {
 type parser struct {
 	loc  *time.Location
 	year int // 0: from the clock
+	// noFast sends every frame through go-syslog (a benchmark's baseline).
+	noFast bool
 
 	m5424, m5424BE         gosyslog.Machine
 	m3164, mCisco, m3164BE gosyslog.Machine
@@ -61,7 +63,7 @@ var errNotSyslog = errors.New("not a syslog message: expecting <PRI> followed by
 // parse parses frame into m. now is the time of receipt, for RFC 3164 years.
 func (p *parser) parse(frame []byte, arena *collector.Arena, now time.Time, m *message) {
 	*m = message{pri: -1}
-	if parse5424(frame, arena, &p.scratch, m) {
+	if !p.noFast && parse5424(frame, arena, &p.scratch, m) {
 		return
 	}
 	*m = message{pri: -1}
@@ -308,8 +310,8 @@ func sdJSON(sd map[string]map[string]string, arena *collector.Arena) string {
 // parse5424 is the hot path: a strict, allocation-free RFC 5424 parser. It
 // accepts exactly what go-syslog's strict RFC 5424 machine accepts and
 // yields the same fields (FuzzParse5424 holds it to that), except that it
-// declines rarities (escapes other than \" \\ \], a repeated parameter
-// name), which go on to go-syslog. Strings point into frame.
+// declines more than 16 SD elements, or parameters in one, which then go
+// to go-syslog. Strings point into frame.
 func parse5424(b []byte, arena *collector.Arena, scratch *[]byte, m *message) bool {
 	// PRI: "<" (0 | 1-191 without leading zero) ">"
 	if len(b) < 4 || b[0] != '<' {
@@ -420,12 +422,21 @@ func fieldEnd(b []byte, i int) int {
 	return -1
 }
 
-// maxSDElements bounds the duplicate checks, which are quadratic; messages
-// with more elements go to go-syslog.
+// maxSDElements bounds elements per message and parameters per element on
+// the fast path, which keeps its duplicate checks (quadratic) cheap and its
+// bookkeeping on the stack; messages with more go to go-syslog.
 const maxSDElements = 16
 
+// sdParam is one parsed SD-PARAM: spans of the frame.
+type sdParam struct {
+	name, value []byte
+	escaped     bool
+}
+
 // parseSD parses one or more SD-ELEMENTs at the start of b into a JSON
-// object in the arena and returns the bytes consumed.
+// object in the arena and returns the bytes consumed. A repeated parameter
+// name keeps its last value, as go-syslog does; a repeated SD-ID is an
+// error there, so it is declined here.
 func parseSD(b []byte, arena *collector.Arena, scratch *[]byte, m *message) (int, bool) {
 	dst := arena.Builder(len(b) + 16)
 	dst = append(dst, '{')
@@ -434,57 +445,41 @@ func parseSD(b []byte, arena *collector.Arena, scratch *[]byte, m *message) (int
 	i := 0
 	for i < len(b) && b[i] == '[' {
 		i++
-		// SD-ID
 		start := i
 		for i < len(b) && isSDName(b[i]) {
 			i++
 		}
-		if i == start || i-start > 32 || i >= len(b) {
+		if i == start || i-start > 32 || i >= len(b) || nids == maxSDElements {
 			return 0, false
 		}
 		id := b[start:i]
-		if nids == maxSDElements {
-			return 0, false
-		}
 		for _, prev := range ids[:nids] {
 			if string(prev) == string(id) {
-				return 0, false // go-syslog refuses a repeated SD-ID; let it say so
+				return 0, false
 			}
 		}
 		ids[nids] = id
 		nids++
-		if nids > 1 {
-			dst = append(dst, ',')
-		}
-		dst = collector.AppendJSONString(dst, unsafe.String(&id[0], len(id)))
-		dst = append(dst, ':', '{')
-		var names [maxSDElements][]byte
-		nnames := 0
+
+		var params [maxSDElements]sdParam
+		np := 0
 		for i < len(b) && b[i] == ' ' {
 			i++
 			start := i
 			for i < len(b) && isSDName(b[i]) {
 				i++
 			}
-			if i == start || i-start > 32 || i+1 >= len(b) || b[i] != '=' || b[i+1] != '"' {
+			if i == start || i-start > 32 || i+1 >= len(b) || b[i] != '=' || b[i+1] != '"' || np == maxSDElements {
 				return 0, false
 			}
-			name := b[start:i]
-			if nnames == maxSDElements {
-				return 0, false
-			}
-			for _, prev := range names[:nnames] {
-				if string(prev) == string(name) {
-					return 0, false // go-syslog keeps the last; rare enough to leave to it
-				}
-			}
-			names[nnames] = name
-			nnames++
+			p := &params[np]
+			np++
+			p.name = b[start:i]
 			i += 2
 			// PARAM-VALUE: UTF-8 up to an unescaped '"'; '"', '\' and ']'
-			// must be escaped with '\'.
+			// must be escaped with '\', and nothing else may be.
 			vstart := i
-			escaped := false
+			p.escaped = false
 			ascii := true
 			for i < len(b) && b[i] != '"' {
 				switch c := b[i]; {
@@ -492,7 +487,7 @@ func parseSD(b []byte, arena *collector.Arena, scratch *[]byte, m *message) (int
 					if i+1 >= len(b) || (b[i+1] != '"' && b[i+1] != '\\' && b[i+1] != ']') {
 						return 0, false
 					}
-					escaped = true
+					p.escaped = true
 					i += 2
 					continue
 				case c == ']':
@@ -505,17 +500,39 @@ func parseSD(b []byte, arena *collector.Arena, scratch *[]byte, m *message) (int
 			if i >= len(b) {
 				return 0, false
 			}
-			val := b[vstart:i]
+			p.value = b[vstart:i]
 			i++ // closing quote
-			if !ascii && !utf8.Valid(val) {
+			if !ascii && !utf8.Valid(p.value) {
 				return 0, false
 			}
-			if nnames > 1 {
+		}
+		if i >= len(b) || b[i] != ']' {
+			return 0, false
+		}
+		i++
+
+		if nids > 1 {
+			dst = append(dst, ',')
+		}
+		dst = collector.AppendJSONString(dst, unsafeString(id))
+		dst = append(dst, ':', '{')
+		first := true
+	params:
+		for k := 0; k < np; k++ {
+			p := &params[k]
+			for _, later := range params[k+1 : np] {
+				if string(later.name) == string(p.name) {
+					continue params // the last value wins
+				}
+			}
+			if !first {
 				dst = append(dst, ',')
 			}
-			dst = collector.AppendJSONString(dst, unsafe.String(&name[0], len(name)))
+			first = false
+			dst = collector.AppendJSONString(dst, unsafeString(p.name))
 			dst = append(dst, ':')
-			if escaped {
+			val := p.value
+			if p.escaped {
 				u := (*scratch)[:0]
 				for k := 0; k < len(val); k++ {
 					if val[k] == '\\' {
@@ -528,10 +545,6 @@ func parseSD(b []byte, arena *collector.Arena, scratch *[]byte, m *message) (int
 			}
 			dst = collector.AppendJSONString(dst, unsafeString(val))
 		}
-		if i >= len(b) || b[i] != ']' {
-			return 0, false
-		}
-		i++
 		dst = append(dst, '}')
 	}
 	dst = append(dst, '}')
