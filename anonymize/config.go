@@ -57,9 +57,10 @@ type Config struct {
 	// SecretKeys adds key names to the built-in list of names that say
 	// "secret" (password, token, api_key, cookie, …; see docs/anonymize.md).
 	// A field, JSON member or key=value pair with such a name has its whole
-	// value replaced by the secret detector's method. Matched like the
-	// built-in words: case-insensitive, as a whole word of the key
-	// ("db_pin" matches "pin"). Default: none.
+	// value replaced by the secret detector's method. Keys are compared as
+	// lower-case words: a one-word name counts anywhere in a key ("tan"
+	// makes "sms_tan" and "tanCode" secret), a longer one as the key's
+	// ending ("recovery_code"). Default: none.
 	SecretKeys []string `yaml:"secret_keys"`
 	// UserKeys adds key names to the built-in list of names whose value is
 	// a user name or id (user, username, user_id, …), handled by the user

@@ -162,3 +162,23 @@ func TestReplacementMustNotBeScrubbed(t *testing.T) {
 		t.Error("a replacement that is itself a phone number was accepted")
 	}
 }
+
+func TestExtraKeyNames(t *testing.T) {
+	a := newTestAnonymizer(t, func(c *Config) {
+		c.SecretKeys = []string{"tan", "recovery_code", "Mandate-Ref"}
+		c.UserKeys = []string{"schueler", "student_number"}
+	})
+	for in, want := range map[string]string{
+		"sms_tan=123456":             "sms_tan=[secret]",
+		"tanCode: 99x":               "tanCode: [secret]",
+		"recovery_code=abcd-efgh":    "recovery_code=[secret]",
+		"mandate_ref=M-2026-11":      "mandate_ref=[secret]",
+		"schueler=lisa":              "schueler=user:HASH",
+		`{"student_number":"s4711"}`: `{"student_number":"user:HASH"}`,
+		"code=200 ref=x":             "code=200 ref=x",
+	} {
+		if got := hideHashes(a.ScrubString(in)); got != want {
+			t.Errorf("%q: got %q, want %q", in, got, want)
+		}
+	}
+}

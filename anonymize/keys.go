@@ -132,7 +132,7 @@ func newKeyTable(extraSecret, extraUser []string) *keyTable {
 	for _, k := range extraSecret {
 		words := sc.normalizeKey(k)
 		if i := strings.LastIndexByte(words, '_'); i < 0 {
-			t.add(words, wAny)
+			t.add(strings.Clone(words), wAny)
 		} else if j := strings.LastIndexByte(words[:i], '_'); j < 0 {
 			addPair(strings.Clone(words), wPair)
 		} else {
