@@ -79,6 +79,10 @@ func loadKey(cfg *Config, dataDir string) ([]byte, error) {
 		}
 		if err == nil {
 			err = os.Link(tmp.Name(), path)
+			if err != nil && !errors.Is(err, fs.ErrExist) {
+				// a file system without hard links: create the file exclusively
+				err = writeExclusive(path, text)
+			}
 		}
 		if err != nil && !errors.Is(err, fs.ErrExist) {
 			return nil, fmt.Errorf("anonymize: writing the hash key to %s: %w", path, err)
@@ -88,6 +92,24 @@ func loadKey(cfg *Config, dataDir string) ([]byte, error) {
 		return nil, fmt.Errorf("anonymize: writing the hash key: %w", err)
 	}
 	return readGeneratedKey(path)
+}
+
+func writeExclusive(path, text string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(text)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+	}
+	return err
 }
 
 func readGeneratedKey(path string) ([]byte, error) {

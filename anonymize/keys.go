@@ -467,7 +467,9 @@ func (sc *scanner) keyValue(s string, i int) int {
 		return ve
 	}
 	if cls&kUser != 0 {
-		if len(val) > 256 || a.keys.system[sc.lowerString(val)] {
+		// an address is left to the email detector, so that it gets the
+		// same pseudonym here as anywhere else
+		if len(val) > 256 || a.keys.system[sc.lowerString(val)] || isSingleEmail(val) {
 			return i + 1
 		}
 	} else if cls&kWeak != 0 && cls&kLine == 0 && s[i] == ':' && !quoted && !quotedKey && (!looksSecret(val) || strings.ContainsAny(val, ".:=/")) {
