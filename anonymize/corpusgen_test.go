@@ -406,13 +406,61 @@ func (g *gen) notLuhn() string {
 
 // badIBAN is IBAN-shaped with a wrong checksum.
 func (g *gen) badIBAN() string {
-	s := g.ibanRaw()
-	check := (int(s[2]-'0')*10+int(s[3]-'0')+g.n(1, 90))%97 + 2
-	return fmt.Sprintf("%s%02d%s", s[:2], check%100, s[4:])
+	for {
+		s := g.ibanRaw()
+		check := (int(s[2]-'0')*10+int(s[3]-'0')+g.n(1, 90))%97 + 2
+		bad := fmt.Sprintf("%s%02d%s", s[:2], check%100, s[4:])
+		if !ibanValid(bad) {
+			return bad
+		}
+	}
+}
+
+func ibanValid(s string) bool {
+	r := 0
+	for _, c := range s[4:] + s[:4] {
+		if c >= '0' && c <= '9' {
+			r = (r*10 + int(c-'0')) % 97
+		} else {
+			r = (r*100 + int(c-'A') + 10) % 97
+		}
+	}
+	return r == 1
+}
+
+// ean13 is a product code (GS1 prefixes 400–440 are German) with its own
+// check digit: 13 digits that can pass Luhn by chance.
+func (g *gen) ean13() string {
+	d := fmt.Sprint(g.n(400, 440)) + g.digits(9)
+	sum := 0
+	for i, c := range d {
+		w := 1
+		if i%2 == 1 {
+			w = 3
+		}
+		sum += int(c-'0') * w
+	}
+	return d + fmt.Sprint((10-sum%10)%10)
 }
 
 func (g *gen) benignValue() string {
-	switch g.r.IntN(30) {
+	switch g.r.IntN(38) {
+	case 30:
+		return "ean=" + benign("ean", g.ean13())
+	case 31:
+		return benign("gomod", fmt.Sprintf("v0.0.0-2025%02d%02d%06d-%s", g.n(1, 12), g.n(1, 28), g.n(0, 235959), g.hex(12)))
+	case 32:
+		return "resourceVersion=" + benign("number", fmt.Sprint(g.n(100000, 999999999)))
+	case 33:
+		return "at " + benign("coords", fmt.Sprintf("%d.%06d, %d.%06d", g.n(47, 55), g.n(0, 999999), g.n(6, 15), g.n(0, 999999)))
+	case 34:
+		return "container " + benign("container_id", g.hex(64))
+	case 35:
+		return "total " + benign("price", fmt.Sprintf("%d.%03d,%02d €", g.n(1, 99), g.n(0, 999), g.n(0, 99)))
+	case 36:
+		return "invoice " + benign("invoice", fmt.Sprintf("RE-%d-%06d", g.n(2020, 2026), g.n(1, 999999)))
+	case 37:
+		return "order " + benign("order", fmt.Sprintf("%d-%04d-%04d", g.n(1000, 9999), g.n(0, 9999), g.n(0, 9999)))
 	case 0:
 		return benign("uuid", g.uuid())
 	case 1:
