@@ -140,7 +140,11 @@ func (c *Config) Validate() error {
 		errs.Addf("username", "must be set with a password")
 	}
 	if hasKey && c.Username != "" {
-		errs.Addf("api_key", "set either an API key or username and password, not both")
+		key := "api_key"
+		if c.APIKeyFile != "" {
+			key = "api_key_file"
+		}
+		errs.Addf(key, "set either an API key or username and password, not both")
 	}
 	for _, f := range []struct{ key, path string }{{"password_file", c.PasswordFile}, {"api_key_file", c.APIKeyFile}} {
 		if f.path != "" {
@@ -175,8 +179,12 @@ func (c *Config) Validate() error {
 		(strings.HasPrefix(c.DeadLetterIndex+"-", c.IndexPrefix+"-") || strings.HasPrefix(c.IndexPrefix+"-", c.DeadLetterIndex+"-")) {
 		errs.Addf("dead_letter_index", "must not start with index_prefix %q or the other way round, got %q", c.IndexPrefix, c.DeadLetterIndex)
 	}
-	if strings.HasPrefix(c.DeadLetterIndex, "logs-") || strings.HasPrefix(c.IndexPrefix, "logs-") || c.IndexPrefix == "logs" {
-		errs.Addf("index_prefix", "index_prefix and dead_letter_index must not start with \"logs-\": those names belong to the logs data streams")
+	// Names under logs- belong to the logs-*-* data streams.
+	if strings.HasPrefix(c.IndexPrefix+"-", "logs-") {
+		errs.Addf("index_prefix", "must not be or start with \"logs-\": those names belong to the logs data streams, got %q", c.IndexPrefix)
+	}
+	if strings.HasPrefix(c.DeadLetterIndex+"-", "logs-") {
+		errs.Addf("dead_letter_index", "must not be or start with \"logs-\": those names belong to the logs data streams, got %q", c.DeadLetterIndex)
 	}
 	if c.TemplatePriority < 0 || c.TemplatePriority > 1<<30 {
 		errs.Addf("template_priority", "must be between 0 and 1073741824, got %d", c.TemplatePriority)

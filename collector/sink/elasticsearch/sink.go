@@ -299,25 +299,33 @@ type response struct {
 }
 
 // describe summarizes an error answer by its status and Elasticsearch's
-// error type. The reason text is left out: Elasticsearch quotes document
-// values in it, and documents are never logged.
-func (r *response) describe() string {
+// error type. The reason text is left out: in answers to bulk requests
+// Elasticsearch quotes document values in it, and documents are never
+// logged. Answers about templates and the cluster carry no documents; for
+// them withReason adds the reason.
+func (r *response) describe() string { return r.summary(false) }
+
+func (r *response) withReason() string { return r.summary(true) }
+
+func (r *response) summary(reason bool) string {
 	var e struct {
 		Error json.RawMessage `json:"error"`
 	}
-	var typ string
+	var obj struct {
+		Type   string `json:"type"`
+		Reason string `json:"reason"`
+	}
 	if json.Unmarshal(r.body, &e) == nil && len(e.Error) > 0 {
-		var obj struct {
-			Type string `json:"type"`
-		}
-		if json.Unmarshal(e.Error, &obj) == nil {
-			typ = obj.Type
-		}
+		_ = json.Unmarshal(e.Error, &obj)
 	}
-	if typ == "" {
-		return fmt.Sprintf("%s answered %d", r.peer, r.status)
+	msg := fmt.Sprintf("%s answered %d", r.peer, r.status)
+	if obj.Type != "" {
+		msg += " " + obj.Type
 	}
-	return fmt.Sprintf("%s answered %d %s", r.peer, r.status, typ)
+	if reason && obj.Reason != "" {
+		msg += ": " + obj.Reason
+	}
+	return msg
 }
 
 // requestError is a request that got no answer.

@@ -247,7 +247,7 @@ func (s *Sink) installTemplates(ctx context.Context, info clusterInfo) (int, err
 			return written, fmt.Errorf("install %s %s: %w", strings.TrimPrefix(t.kind, "_"), t.name, err)
 		}
 		if res.status != http.StatusOK {
-			return written, fmt.Errorf("install %s %s: %s", strings.TrimPrefix(t.kind, "_"), t.name, res.describe())
+			return written, fmt.Errorf("install %s %s: %s", strings.TrimPrefix(t.kind, "_"), t.name, res.withReason())
 		}
 		written++
 	}
@@ -264,7 +264,7 @@ func (s *Sink) installedTemplate(ctx context.Context, t template) (version int, 
 		return 0, "", false, nil
 	}
 	if res.status != http.StatusOK {
-		return 0, "", false, fmt.Errorf("read %s %s: %s", strings.TrimPrefix(t.kind, "_"), t.name, res.describe())
+		return 0, "", false, fmt.Errorf("read %s %s: %s", strings.TrimPrefix(t.kind, "_"), t.name, res.withReason())
 	}
 	type installed struct {
 		Version int `json:"version"`
@@ -325,7 +325,7 @@ func (s *Sink) clusterInfo(ctx context.Context) (clusterInfo, error) {
 			}
 		}
 	case http.StatusUnauthorized:
-		return info, fmt.Errorf("nodes info: %s (check username and password or the API key)", res.describe())
+		return info, fmt.Errorf("nodes info: %s (check username and password or the API key)", res.withReason())
 	default:
 		s.log.Warn("elasticsearch: cannot read the cluster's version; assuming a current 8.x cluster",
 			"peer", res.peer, "status", res.status)
