@@ -293,6 +293,13 @@ func (sc *scanner) atDigit(s string, i, we int) int {
 		return i
 	}
 	d := digitsEnd(s, i)
+	if d-i == 2 && at(s, d) == ':' {
+		// every log line has a time: "08:15:33.123", settled at once
+		if end := timeEnd(s, i); end > 0 {
+			sc.skipTo(end)
+			return end
+		}
+	}
 	h := runEnd(s, d, cHex)
 	next := at(s, h)
 	if next == ':' || next == '-' || next == '.' && h-i == 4 {
@@ -335,6 +342,26 @@ func (sc *scanner) atDigit(s string, i, we int) int {
 		}
 	}
 	return i
+}
+
+// timeEnd returns the end of a time of day at i, "HH:MM", "HH:MM:SS" with
+// an optional fraction, or -1. Hex digits or another colon after it make
+// it something else (a MAC or IPv6 address).
+func timeEnd(s string, i int) int {
+	j := i + 2
+	for groups := 1; groups < 3 && at(s, j) == ':' && isDigit(at(s, j+1)) && isDigit(at(s, j+2)); groups++ {
+		j += 3
+	}
+	if j == i+2 {
+		return -1
+	}
+	if c := at(s, j); (c == '.' || c == ',') && isDigit(at(s, j+1)) {
+		j = digitsEnd(s, j+1)
+	}
+	if c := at(s, j); isHex(c) || c == ':' || c == '.' && isDigit(at(s, j+1)) {
+		return -1
+	}
+	return j
 }
 
 func abs(i int) int {
