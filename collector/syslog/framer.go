@@ -50,6 +50,10 @@ type framer struct {
 	octet bool
 	// discarded counts the bytes thrown away, for the metrics.
 	discarded int64
+	// scanned is how many bytes at the start of the unconsumed input are
+	// known to hold no frame end, so a frame arriving in many small reads
+	// is not searched again from its start on every read.
+	scanned int
 }
 
 // takeDiscarded returns the bytes discarded since the last call.
@@ -69,6 +73,14 @@ const headerRoom = maxCountDigits + 1
 // whole frame only if the frame is over-long, which next handles). At end
 // of stream (eof) it returns what is left as a final frame.
 func (f *framer) next(p []byte, eof bool) (fr frame, n int, ok bool) {
+	fr, n, ok = f.cut(p, eof)
+	if n > 0 {
+		f.scanned = 0
+	}
+	return fr, n, ok
+}
+
+func (f *framer) cut(p []byte, eof bool) (fr frame, n int, ok bool) {
 	if f.discard > 0 {
 		d := min(f.discard, int64(len(p)))
 		f.discard -= d
@@ -164,9 +176,11 @@ func (f *framer) line(p []byte, eof bool) (frame, int, bool) {
 		f.octet = false
 	}
 	limit := min(len(p), f.max+1)
-	if i := bytes.IndexByte(p[:limit], '\n'); i >= 0 {
-		return frame{data: p[:i]}, i + 1, true
+	from := min(f.scanned, limit)
+	if i := bytes.IndexByte(p[from:limit], '\n'); i >= 0 {
+		return frame{data: p[:from+i]}, from + i + 1, true
 	}
+	f.scanned = limit
 	if len(p) > f.max {
 		// Over-long: keep the first max bytes, drop the rest of the line.
 		if i := bytes.IndexByte(p[f.max:], '\n'); i >= 0 {
@@ -187,7 +201,11 @@ func (f *framer) line(p []byte, eof bool) (frame, int, bool) {
 // resync skips to the next plausible frame start and returns the skipped
 // bytes as a junk frame.
 func (f *framer) resync(p []byte, eof bool) (frame, int, bool) {
-	if j := nextFrameStart(p); j > 0 {
+	// A frame start ("LEN SP <") may straddle the end of what was scanned.
+	from := max(1, f.scanned-headerRoom-1)
+	j := nextFrameStart(p, from)
+	f.scanned = len(p)
+	if j > 0 {
 		if j > f.max {
 			return frame{data: p[:f.max], flags: frameJunk | frameTruncated}, j, true
 		}
@@ -205,11 +223,11 @@ func (f *framer) resync(p []byte, eof bool) (frame, int, bool) {
 	return frame{}, 0, false
 }
 
-// nextFrameStart returns the offset of the first plausible frame start after
-// p[0]: a count "LEN SP <" not preceded by a digit, or '<' right after an
-// LF. It returns -1 when there is none.
-func nextFrameStart(p []byte) int {
-	for j := 1; j < len(p); j++ {
+// nextFrameStart returns the offset of the first plausible frame start at
+// or after from (at least 1): a count "LEN SP <" not preceded by a digit, or
+// '<' right after an LF. It returns -1 when there is none.
+func nextFrameStart(p []byte, from int) int {
+	for j := from; j < len(p); j++ {
 		c := p[j]
 		switch {
 		case c == '<' && p[j-1] == '\n':
