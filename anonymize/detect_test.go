@@ -39,6 +39,7 @@ func TestDetectors(t *testing.T) {
 		{"5500-0000-0000-0004 exp 12/27", "[card] exp 12/27"},
 		{"378282246310005 and 6011111111111117", "[card] and [card]"},
 		{"4111 1111 1111 1112 4111111111111112 1234567890123456 1763779701367", "4111 1111 1111 1112 4111111111111112 1234567890123456 1763779701367"},
+		{"ean 4006381333931 and the old 13-digit Visa 4222222222222", "ean 4006381333931 and the old 13-digit Visa 4222222222222"},
 		// IBAN
 		{"DE89 3704 0044 0532 0130 00", "[iban]"},
 		{"GB82WEST12345698765432 and NL91ABNA0417164300", "[iban] and [iban]"},
@@ -82,6 +83,7 @@ func TestDetectors(t *testing.T) {
 		{"a == b, x != y, i <= 3", "a == b, x != y, i <= 3"},
 		// user keys
 		{"user=alice uid=1000 user=root username: bob", "user=user:HASH uid=1000 user=root username: user:HASH"},
+		{"user=<jane@example.com> 203.0.113.7 - alice [22/Nov/2026:10:00:00 +0100]", "user=<email:HASH> 203.0.113.0 - user:HASH [22/Nov/2026:10:00:00 +0100]"},
 		// benign
 		{"uuid 123e4567-e89b-12d3-a456-426614174000 trace bf0edcf12976b442601346fab470f256", "uuid 123e4567-e89b-12d3-a456-426614174000 trace bf0edcf12976b442601346fab470f256"},
 		{"sha256:9f86d081884c7d659a2feaea0c55ad015a3bf4f1b0b61e9e0f3ec39f4a6b0a9d took 150ms port 8080 at 2026-11-22T02:48:21.367Z", "sha256:9f86d081884c7d659a2feaea0c55ad015a3bf4f1b0b61e9e0f3ec39f4a6b0a9d took 150ms port 8080 at 2026-11-22T02:48:21.367Z"},
