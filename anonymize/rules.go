@@ -189,30 +189,3 @@ func (rs *ruleSet) first(bits uint64) *action {
 	}
 	return &rs.rules[mathbits.TrailingZeros64(bits)].act
 }
-
-// lookup returns the first active rule matching path (lower-case), or nil.
-func (rs *ruleSet) lookup(path string, active uint64) *action {
-	if active == 0 {
-		return nil
-	}
-	best := -1
-	for _, idx := range rs.exact[path] {
-		if active&(1<<idx) != 0 {
-			best = int(idx)
-			break
-		}
-	}
-	for _, rg := range rs.others {
-		if best >= 0 && int(rg.idx) >= best {
-			break // others are in rule order
-		}
-		if active&(1<<rg.idx) != 0 && rg.g.match(path) {
-			best = int(rg.idx)
-			break
-		}
-	}
-	if best < 0 {
-		return nil
-	}
-	return &rs.rules[best].act
-}
