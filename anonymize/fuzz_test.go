@@ -9,8 +9,8 @@ import (
 )
 
 // detect scrubs s and returns what was detected, for the properties below.
-func (a *Anonymizer) detect(s string) (string, []Detection) {
-	var found []Detection
+func (a *Anonymizer) detect(s string) (string, []detection) {
+	var found []detection
 	sc := a.pool.Get().(*scanner)
 	sc.found = &found
 	out := s

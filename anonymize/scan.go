@@ -119,11 +119,11 @@ type scanner struct {
 	hashes   *hashCache
 
 	// found, when not nil, collects what was detected (for tests).
-	found *[]Detection
+	found *[]detection
 }
 
-// Detection is one value the detectors found, for tests and tools.
-type Detection struct {
+// detection is one value the detectors found, for tests.
+type detection struct {
 	Type  string
 	Value string
 }
@@ -511,7 +511,7 @@ func (sc *scanner) replace(s string, start, end int, act *action, norm []byte) {
 	}
 	sc.count(act)
 	if sc.found != nil {
-		*sc.found = append(*sc.found, Detection{Type: sc.a.types[act.count], Value: strings.Clone(orig)})
+		*sc.found = append(*sc.found, detection{Type: sc.a.types[act.count], Value: strings.Clone(orig)})
 	}
 }
 
