@@ -208,6 +208,13 @@ const maxRules = 64
 // relative to the anonymize section.
 func (c *Config) Validate() error {
 	var errs config.Errors
+	if c.HashKeyFile != "" {
+		// Read it here too, so `leitstand check` reports a missing or short
+		// key instead of the start-up.
+		if _, err := loadKey(c, ""); err != nil {
+			errs.Nest("", err)
+		}
+	}
 	if c.HashKeyID != "" && !validKeyID(c.HashKeyID) {
 		errs.Addf("hash_key_id", "%q is not 1 to 16 lower-case letters and digits", c.HashKeyID)
 	}

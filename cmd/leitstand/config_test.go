@@ -73,6 +73,11 @@ var expectedErrors = map[string][]string{
 	"listen.yaml": {
 		`:2: http.listen: want host:port, got "8080"`,
 	},
+	"anonymize.yaml": {
+		`:2: anonymize.hash_key_file: the key in testdata/short.key is shorter than 16 bytes`,
+		`:3: anonymize.ipv4_prefix: 33 is out of range (want 0 to 32)`,
+		`:6: anonymize.detectors.card.method: truncate only applies to the ip detector`,
+	},
 	"duplicate_key.yaml": {
 		`:3: log: key "log" appears twice (first on line 1)`,
 	},
