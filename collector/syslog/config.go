@@ -220,6 +220,9 @@ func (c *Config) Validate() error {
 			space = "unix"
 		}
 		key := space + " " + l.Address
+		if _, port, _ := net.SplitHostPort(l.Address); port == "0" {
+			continue // a free port is picked for each
+		}
 		if j, dup := seen[key]; dup {
 			errs.Addf(path+".address", "%s %s is already used by listeners[%d]", l.Protocol, l.Address, j)
 		} else {

@@ -29,7 +29,7 @@ func (l *listener) bindStream() error {
 		return err
 	}
 	l.ln = ln
-	l.conns = &connSet{max: l.cfg.MaxConnections, m: map[*conn]struct{}{}}
+	l.conns = &connSet{max: l.cfg.MaxConnections, m: map[*conn]struct{}{}, open: l.pm.open}
 	return nil
 }
 
@@ -94,10 +94,13 @@ func (l *listener) admit(nc net.Conn) {
 }
 
 // connSet holds a listener's open connections, bounded by max_connections.
+// The open-connections gauge follows the set, so it never shows more than
+// the limit, even while an evicted connection is still being closed.
 type connSet struct {
-	mu  sync.Mutex
-	max int
-	m   map[*conn]struct{}
+	mu   sync.Mutex
+	max  int
+	m    map[*conn]struct{}
+	open interface{ Inc(); Dec() }
 }
 
 // add registers c. At the limit the connection silent longest gives way,
@@ -117,16 +120,21 @@ func (s *connSet) add(c *conn) bool {
 			return false
 		}
 		delete(s.m, victim)
+		s.open.Dec()
 		victim.evicted.Store(true)
 		_ = victim.raw.SetReadDeadline(time.Unix(1, 0)) // wakes its reader, which closes it
 	}
 	s.m[c] = struct{}{}
+	s.open.Inc()
 	return true
 }
 
 func (s *connSet) remove(c *conn) {
 	s.mu.Lock()
-	delete(s.m, c)
+	if _, ok := s.m[c]; ok {
+		delete(s.m, c)
+		s.open.Dec()
+	}
 	s.mu.Unlock()
 }
 
@@ -188,10 +196,8 @@ func (c *conn) serve() {
 		c.nc = tc
 	}
 	pm.accepted.Inc()
-	pm.open.Inc()
 	r.log.Debug("syslog: connection accepted", "protocol", l.cfg.Protocol, "peer", c.src)
 	reason := c.read()
-	pm.open.Dec()
 	pm.closed(reason)
 	r.log.Debug("syslog: connection closed", "protocol", l.cfg.Protocol, "peer", c.src, "reason", reason)
 }
