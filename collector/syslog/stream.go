@@ -100,7 +100,10 @@ type connSet struct {
 	mu   sync.Mutex
 	max  int
 	m    map[*conn]struct{}
-	open interface{ Inc(); Dec() }
+	open interface {
+		Inc()
+		Dec()
+	}
 }
 
 // add registers c. At the limit the connection silent longest gives way,
