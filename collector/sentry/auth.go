@@ -67,6 +67,43 @@ func requestKey(r *http.Request) (string, error) {
 	return key, nil
 }
 
+// requestClient returns the SDK's name and version from sentry_client in
+// the auth header or query, or from User-Agent ("sentry.python/2.75.0"),
+// for items whose envelope names no SDK.
+func requestClient(r *http.Request) (string, string) {
+	c := ""
+	if h := r.Header.Get("X-Sentry-Auth"); h != "" {
+		c = authParam(h, "sentry_client")
+	}
+	if c == "" {
+		c, _ = queryParam(r.URL.RawQuery, "sentry_client")
+	}
+	if c == "" {
+		c = r.Header.Get("User-Agent")
+	}
+	name, version, ok := strings.Cut(c, "/")
+	if !ok || !strings.HasPrefix(name, "sentry") || len(c) > 100 {
+		return "", ""
+	}
+	return name, version
+}
+
+// authParam returns one parameter of an auth header.
+func authParam(h, param string) string {
+	if len(h) > 7 && strings.EqualFold(h[:7], "sentry ") {
+		h = h[7:]
+	}
+	for h != "" {
+		var part string
+		part, h, _ = strings.Cut(h, ",")
+		name, value, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if ok && strings.TrimSpace(name) == param {
+			return strings.Trim(strings.TrimSpace(value), `"`)
+		}
+	}
+	return ""
+}
+
 // parseAuth reads sentry_key from "Sentry sentry_key=…, sentry_version=7,
 // sentry_client=…". The "Sentry " prefix is optional in X-Sentry-Auth, as
 // old clients leave it out.

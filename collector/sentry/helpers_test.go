@@ -102,6 +102,9 @@ type fixture struct {
 	srv  *httptest.Server
 	log  *bytes.Buffer
 	anon *anonymize.Anonymizer
+
+	mu   sync.Mutex
+	seen []seenRequest
 }
 
 type fixtureOpt struct {
@@ -177,7 +180,19 @@ func newFixture(t testing.TB, o fixtureOpt) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(r.Handler())
+	fx := &fixture{r: r, sink: sink, pipe: p, reg: reg, log: &logBuf.Buffer, anon: anon}
+	inner := r.Handler()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		fx.mu.Lock()
+		fx.seen = append(fx.seen, seenRequest{
+			Path: req.URL.Path, QueryKey: strings.Contains(req.URL.RawQuery, "sentry_key="),
+			AuthHeader: req.Header.Get("X-Sentry-Auth") != "", Encoding: req.Header.Get("Content-Encoding"),
+			ContentType: req.Header.Get("Content-Type"), Chunked: req.ContentLength < 0,
+		})
+		fx.mu.Unlock()
+		inner.ServeHTTP(w, req)
+	}))
+	fx.srv = srv
 	t.Cleanup(func() {
 		srv.Close()
 		if sink.gate != nil {
@@ -192,7 +207,22 @@ func newFixture(t testing.TB, o fixtureOpt) *fixture {
 			_ = s.Shutdown(context.Background())
 		}
 	})
-	return &fixture{r: r, sink: sink, pipe: p, reg: reg, srv: srv, log: &logBuf.Buffer, anon: anon}
+	return fx
+}
+
+// seenRequest is how a client sent one request.
+type seenRequest struct {
+	Path                 string
+	QueryKey, AuthHeader bool
+	Encoding             string
+	ContentType          string
+	Chunked              bool
+}
+
+func (f *fixture) requests() []seenRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]seenRequest(nil), f.seen...)
 }
 
 // post sends body to path with header pairs and returns status, the

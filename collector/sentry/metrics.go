@@ -6,28 +6,32 @@ import (
 
 // Item types counted by name; others count as "other", so a client cannot
 // grow the label set.
-var knownItemTypes = map[string]bool{
-	"event": true, "transaction": true, "attachment": true, "session": true, "sessions": true,
-	"client_report": true, "log": true, "span": true, "check_in": true, "profile": true,
-	"profile_chunk": true, "replay_event": true, "replay_recording": true, "replay_video": true,
-	"user_report": true, "feedback": true, "statsd": true, "metric_buckets": true, "otel_log": true,
-	"otel_span": true, "trace_metric": true, "raw_security": true, "nel": true, "unreal_report": true,
-	"form_data": true,
+// The sets map to their own (static) strings: a label value must not be a
+// view into a request body, which is reused once the request is done.
+var knownItemTypes = set("event", "transaction", "attachment", "session", "sessions",
+	"client_report", "log", "span", "check_in", "profile",
+	"profile_chunk", "replay_event", "replay_recording", "replay_video",
+	"user_report", "feedback", "statsd", "metric_buckets", "otel_log",
+	"otel_span", "trace_metric", "raw_security", "nel", "unreal_report",
+	"form_data")
+
+func set(names ...string) map[string]string {
+	m := make(map[string]string, len(names))
+	for _, n := range names {
+		m[n] = n
+	}
+	return m
 }
 
 // Discard reasons and categories of client reports counted by name.
 var (
-	knownReasons = map[string]bool{
-		"queue_overflow": true, "cache_overflow": true, "buffer_overflow": true, "ratelimit_backoff": true,
-		"network_error": true, "sample_rate": true, "before_send": true, "event_processor": true,
-		"send_error": true, "internal_sdk_error": true, "insufficient_data": true, "backpressure": true,
-		"no_parent_span": true, "ignored": true,
-	}
-	knownDiscardCategories = map[string]bool{
-		"default": true, "error": true, "transaction": true, "span": true, "log_item": true, "log_byte": true,
-		"monitor": true, "attachment": true, "session": true, "profile": true, "profile_chunk": true,
-		"replay": true, "feedback": true, "security": true, "user_report_v2": true,
-	}
+	knownReasons = set("queue_overflow", "cache_overflow", "buffer_overflow", "ratelimit_backoff",
+		"network_error", "sample_rate", "before_send", "event_processor",
+		"send_error", "internal_sdk_error", "insufficient_data", "backpressure",
+		"no_parent_span", "ignored")
+	knownDiscardCategories = set("default", "error", "transaction", "span", "log_item", "log_byte",
+		"monitor", "attachment", "session", "profile", "profile_chunk",
+		"replay", "feedback", "security", "user_report_v2")
 )
 
 // Item outcomes.
@@ -69,8 +73,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 }
 
 func itemTypeLabel(t string) string {
-	if knownItemTypes[t] {
-		return t
+	if c, ok := knownItemTypes[t]; ok {
+		return c
 	}
 	return "other"
 }
@@ -91,11 +95,12 @@ func (m *metrics) countSessions(project string, counts [numSessionStatus]int) {
 
 func (m *metrics) countDiscarded(project string, ds []discard) {
 	for _, d := range ds {
-		cat, reason := d.category, d.reason
-		if !knownDiscardCategories[cat] {
+		cat, ok := knownDiscardCategories[d.category]
+		if !ok {
 			cat = "other"
 		}
-		if !knownReasons[reason] {
+		reason, ok := knownReasons[d.reason]
+		if !ok {
 			reason = "other"
 		}
 		m.discarded.WithLabelValues(project, cat, reason).Add(float64(d.quantity))

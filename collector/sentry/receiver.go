@@ -249,12 +249,16 @@ type request struct {
 	p        *project
 	key      string
 	ki       *keyInfo
+	// client is the SDK named by the request's headers, the fallback for
+	// envelopes that name none.
+	clientName, clientVersion string
 }
 
 // begin runs the checks before the body is read: shutdown, project, key
 // from headers and query, origin. It answers the refusals itself.
 func (r *Receiver) begin(w http.ResponseWriter, req *http.Request, endpoint string) (*request, bool) {
 	rq := &request{endpoint: endpoint}
+	rq.clientName, rq.clientVersion = requestClient(req)
 	if r.closing.Load() {
 		w.Header().Set("Retry-After", "5")
 		r.refuse(w, endpoint, "shutting_down", http.StatusServiceUnavailable, "leitstand is shutting down; retry later")
@@ -376,6 +380,9 @@ func (r *Receiver) envelope(w http.ResponseWriter, rq *request, body []byte, b *
 		if !r.dsnAuth(w, rq, env.dsn) {
 			return
 		}
+	}
+	if env.sdkName == "" {
+		env.sdkName, env.sdkVer = rq.clientName, rq.clientVersion
 	}
 	n.reset(b, rq.ki.project, &env, r.cfg.MaxItems)
 	r.process(w, rq, b, n, items)
@@ -650,7 +657,7 @@ func (r *Receiver) serveStore(w http.ResponseWriter, req *http.Request) {
 	}
 	n := r.norms.Get().(*normalizer)
 	defer r.norms.Put(n)
-	env := envelopeHeader{}
+	env := envelopeHeader{sdkName: rq.clientName, sdkVer: rq.clientVersion}
 	n.reset(b, rq.ki.project, &env, r.cfg.MaxItems)
 	it := item{hdr: itemHeader{typ: "event", length: len(body)}, payload: body}
 	r.process(w, rq, b, n, append(n.items[:0], it))
