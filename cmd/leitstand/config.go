@@ -13,7 +13,9 @@ import (
 	"github.com/leitstand/leitstand/collector/httpin"
 	"github.com/leitstand/leitstand/collector/httpserver"
 	"github.com/leitstand/leitstand/collector/pipeline"
+	"github.com/leitstand/leitstand/collector/sink/elasticsearch"
 	"github.com/leitstand/leitstand/collector/sink/file"
+	"github.com/leitstand/leitstand/collector/spool"
 	"github.com/leitstand/leitstand/internal/config"
 )
 
@@ -33,6 +35,9 @@ type Config struct {
 	Ingest httpin.Config `yaml:"ingest"`
 	// Anonymize is the stage every event passes before any sink.
 	Anonymize anonymize.Config `yaml:"anonymize"`
+	// Spool is the durable queue in front of the sinks that talk to peers
+	// (Elasticsearch); it is used when one of them is enabled.
+	Spool spool.Config `yaml:"spool"`
 	// Sinks are where events go.
 	Sinks SinksConfig `yaml:"sinks"`
 }
@@ -48,7 +53,12 @@ type LogConfig struct {
 type SinksConfig struct {
 	// File writes NDJSON files under the data directory.
 	File file.Config `yaml:"file"`
+	// Elasticsearch indexes events, behind the spool.
+	Elasticsearch elasticsearch.Config `yaml:"elasticsearch"`
 }
+
+// spooled reports whether any sink sits behind the spool.
+func (c *Config) spooled() bool { return c.Sinks.Elasticsearch.Enabled }
 
 // DefaultConfig is the embedded default: everything on loopback, events to
 // files under dataDir.
@@ -60,9 +70,11 @@ func DefaultConfig(dataDir string) Config {
 		Pipeline:        pipeline.DefaultConfig(),
 		Ingest:          httpin.DefaultConfig(),
 		Anonymize:       anonymize.DefaultConfig(),
-		Sinks:           SinksConfig{File: file.DefaultConfig()},
+		Spool:           spool.DefaultConfig(),
+		Sinks:           SinksConfig{File: file.DefaultConfig(), Elasticsearch: elasticsearch.DefaultConfig()},
 	}
 	c.Sinks.File.Dir = filepath.Join(dataDir, "events")
+	c.Spool.Dir = filepath.Join(dataDir, "spool")
 	return c
 }
 
@@ -127,7 +139,11 @@ func (c *Config) Validate() error {
 	errs.Nest("ingest", c.Ingest.Validate())
 	errs.Nest("anonymize", c.Anonymize.Validate())
 	errs.Nest("sinks.file", c.Sinks.File.Validate())
-	if !c.Sinks.File.Enabled {
+	errs.Nest("sinks.elasticsearch", c.Sinks.Elasticsearch.Validate())
+	if c.spooled() {
+		errs.Nest("spool", c.Spool.Validate())
+	}
+	if !c.Sinks.File.Enabled && !c.Sinks.Elasticsearch.Enabled {
 		errs.Addf("sinks", "no sink is enabled; events would have nowhere to go")
 	}
 	// A listener that leaves loopback must not take events from anyone.
@@ -160,6 +176,9 @@ func (c *Config) Summary() string {
 	var sinks []string
 	if c.Sinks.File.Enabled {
 		sinks = append(sinks, "file ("+c.Sinks.File.Dir+")")
+	}
+	if c.Sinks.Elasticsearch.Enabled {
+		sinks = append(sinks, "elasticsearch ("+strings.Join(c.Sinks.Elasticsearch.URLs, ", ")+") behind the spool ("+c.Spool.Dir+")")
 	}
 	parts = append(parts, "sinks: "+strings.Join(sinks, ", "))
 	return strings.Join(parts, "; ")

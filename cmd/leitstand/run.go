@@ -19,7 +19,9 @@ import (
 	"github.com/leitstand/leitstand/collector/httpin"
 	"github.com/leitstand/leitstand/collector/httpserver"
 	"github.com/leitstand/leitstand/collector/pipeline"
+	"github.com/leitstand/leitstand/collector/sink/elasticsearch"
 	"github.com/leitstand/leitstand/collector/sink/file"
+	"github.com/leitstand/leitstand/collector/spool"
 	"github.com/leitstand/leitstand/collector/telemetry"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -74,11 +76,14 @@ func run(o options, stderr io.Writer) int {
 
 // daemon is the wired set of components and the order they run in.
 type daemon struct {
-	log      *slog.Logger
-	http     *httpserver.Server
-	pipe     *pipeline.Pipeline
-	sinks    []collector.Sink
-	stopping atomic.Bool
+	log   *slog.Logger
+	http  *httpserver.Server
+	pipe  *pipeline.Pipeline
+	sinks []collector.Sink // the pipeline's sinks
+	// downstream are the sinks behind the spool; they start before it and
+	// stop after it.
+	downstream []collector.Sink
+	stopping   atomic.Bool
 
 	// started lists what start has started, so stop can stop exactly that,
 	// in reverse: receivers first, then the pipeline, then the sinks.
@@ -105,6 +110,16 @@ func build(cfg Config, dataDir string, log *slog.Logger) (*daemon, error) {
 
 	if cfg.Sinks.File.Enabled {
 		d.sinks = append(d.sinks, file.New(cfg.Sinks.File, reg, log.With("component", "file")))
+	}
+	if cfg.spooled() {
+		// Sinks that talk to peers sit behind the spool: the pipeline's
+		// acknowledgement means "on disk", and each peer is fed at its pace.
+		es, err := elasticsearch.New(cfg.Sinks.Elasticsearch, reg, log.With("component", "elasticsearch"))
+		if err != nil {
+			return nil, err
+		}
+		d.downstream = append(d.downstream, es)
+		d.sinks = append(d.sinks, spool.New(cfg.Spool, d.downstream, reg, log.With("component", "spool")))
 	}
 	// Every event passes the anonymizer before any sink sees it.
 	anon, err := anonymize.New(cfg.Anonymize, dataDir, reg)
@@ -148,6 +163,9 @@ func instrument(reg prometheus.Registerer, handler string, h http.Handler) http.
 // cannot go anywhere. A failure stops what already started.
 func (d *daemon) start() error {
 	order := []namedComponent{}
+	for _, s := range d.downstream {
+		order = append(order, namedComponent{"sink " + s.Name(), s})
+	}
 	for _, s := range d.sinks {
 		order = append(order, namedComponent{"sink " + s.Name(), s})
 	}
