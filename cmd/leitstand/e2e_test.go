@@ -69,7 +69,7 @@ func startDaemon(t testing.TB, extraConfig string) *daemonProcess {
 		t.Fatal(err)
 	}
 	d := &daemonProcess{url: "http://" + addr, data: filepath.Join(dir, "data"), stderr: &bytes.Buffer{}, exited: make(chan error, 1)}
-	d.cmd = exec.Command(bin, "run", "-config", cfgFile, "-data", d.data)
+	d.cmd = execCommand(bin, "run", "-config", cfgFile, "-data", d.data)
 	d.cmd.Stderr = &lockedWriter{w: d.stderr}
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -81,13 +81,22 @@ func startDaemon(t testing.TB, extraConfig string) *daemonProcess {
 			<-d.exited
 		}
 	})
+	waitReady(t, d)
+	return d
+}
+
+func execCommand(bin string, args ...string) *exec.Cmd { return exec.Command(bin, args...) }
+
+// waitReady waits until /readyz answers 200.
+func waitReady(t testing.TB, d *daemonProcess) {
+	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		resp, err := http.Get(d.url + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return d
+				return
 			}
 		}
 		select {
