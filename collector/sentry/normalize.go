@@ -127,14 +127,14 @@ type frame struct {
 // eventState collects the members whose fields depend on each other, until
 // the whole event is read.
 type eventState struct {
-	eventID, level, platform, logger, release, environment, dist string
-	serverName, transaction, typ, sdkName, sdkVersion              string
-	message, template                                              string
-	ts, start                                                      time.Time
-	hasTS, hasStart                                                bool
-	exception, breadcrumbs, contexts, extra, fingerprint, measure  string
-	traceID, spanID, parentID, op, status, httpStatus              string
-	spans0, spans1                                                 int // offsets of the spans array, 0 when absent
+	eventID, level, platform, logger, release, environment, dist  string
+	serverName, transaction, typ, sdkName, sdkVersion             string
+	message, template                                             string
+	ts, start                                                     time.Time
+	hasTS, hasStart                                               bool
+	exception, breadcrumbs, contexts, extra, fingerprint, measure string
+	traceID, spanID, parentID, op, status, httpStatus             string
+	spans0, spans1                                                int // offsets of the spans array, 0 when absent
 }
 
 // normalizer turns the items of one request into events of one batch. It

@@ -68,9 +68,11 @@ func assertLanded(t *testing.T, f *fixture, sdk, errType string) {
 	e := errs[0]
 	t.Logf("%s error event: %s", sdk, e.JSON)
 	checks := map[string]func(string) bool{
-		"error.type":             func(v string) bool { return v == errType },
-		"error.message":          func(v string) bool { return strings.HasPrefix(v, "failed to charge card [card] for email:") },
-		"error.stack_trace":      func(v string) bool { return strings.HasPrefix(v, errType+": failed") && strings.Contains(v, "\n    at ") },
+		"error.type":    func(v string) bool { return v == errType },
+		"error.message": func(v string) bool { return strings.HasPrefix(v, "failed to charge card [card] for email:") },
+		"error.stack_trace": func(v string) bool {
+			return strings.HasPrefix(v, errType+": failed") && strings.Contains(v, "\n    at ")
+		},
 		"error.grouping_key":     func(v string) bool { return len(v) == 32 },
 		"message":                func(v string) bool { return strings.HasPrefix(v, errType+": failed to charge card") },
 		"log.level":              func(v string) bool { return v == "error" },
