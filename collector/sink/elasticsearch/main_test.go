@@ -33,6 +33,9 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(crashChildEnv) != "" {
+		os.Exit(crashChild())
+	}
 	os.Exit(suite.Run(m, func(ctx context.Context) error {
 		var g errgroup.Group
 		var mu sync.Mutex
