@@ -1,8 +1,10 @@
 package syslog
 
 import (
+	"bytes"
 	"errors"
 	"sort"
+	"strings"
 	"time"
 	"unicode/utf8"
 	"unsafe"
@@ -103,6 +105,7 @@ func (p *parser) slow(frame []byte, arena *collector.Arena, now time.Time, m *me
 	msg, err := primary(frame)
 	if msg != nil {
 		p.fill(msg, arena, now, m)
+		fixTagWithoutColon(frame, m)
 		m.err = err
 		return
 	}
@@ -111,6 +114,7 @@ func (p *parser) slow(frame []byte, arena *collector.Arena, now time.Time, m *me
 	}
 	if msg, err2 := secondary(frame); msg != nil {
 		p.fill(msg, arena, now, m)
+		fixTagWithoutColon(frame, m)
 		m.err = err2
 		return
 	}
@@ -118,6 +122,23 @@ func (p *parser) slow(frame []byte, arena *collector.Arena, now time.Time, m *me
 		p.fill(msg, arena, now, m)
 	}
 	m.err = err
+}
+
+// fixTagWithoutColon repairs go-syslog's reading of an RFC 3164 TAG with a
+// PID but no colon ("app[42] text", which rsyslog's forward formats send
+// for messages that arrived as RFC 5424): go-syslog starts the message
+// inside the brackets ("42] text").
+func fixTagWithoutColon(frame []byte, m *message) {
+	if m.version != 0 || m.procid == "" || len(m.msg) <= len(m.procid) ||
+		m.msg[:len(m.procid)] != m.procid || m.msg[len(m.procid)] != ']' {
+		return
+	}
+	tag := "[" + m.procid + "] "
+	if !bytes.Contains(frame, []byte(tag)) || bytes.Contains(frame, []byte("["+m.procid+"]:")) {
+		return
+	}
+	m.msg = strings.TrimPrefix(m.msg[len(m.procid)+1:], " ")
+	m.hasMsg = m.msg != ""
 }
 
 func (p *parser) parse5424Strict(frame []byte) (gosyslog.Message, error) {

@@ -183,6 +183,8 @@ func TestRFC3164Variants(t *testing.T) {
 			message{pri: 189, ts: time.Date(2027, 1, 8, 19, 46, 3, 295e6, berlin), app: "%SYS-5-CONFIG_I", msg: "Configured from console"}},
 		{"Cisco IOS counter, sequence and origin host", "<189>237: 000485: router1: *Nov 22 08:15:00.295: %LINK-3-UPDOWN: Interface up",
 			message{pri: 189, ts: time.Date(2026, 11, 22, 8, 15, 0, 295e6, berlin), host: "router1", app: "%LINK-3-UPDOWN", msg: "Interface up"}},
+		{"tag with PID but no colon (rsyslog forwarding RFC 5424 input)", "<156>2026-11-22T08:15:00.123456Z web-01 shop-api[4242] marker with text",
+			message{pri: 156, ts: time.Date(2026, 11, 22, 8, 15, 0, 123456000, time.UTC), host: "web-01", app: "shop-api", procid: "4242", msg: "marker with text"}},
 		{"Cisco IOS colon after the time", "<187>Nov 22 08:15:00: %LINK-3-UPDOWN: Interface down",
 			message{pri: 187, ts: time.Date(2026, 11, 22, 8, 15, 0, 0, berlin), app: "%LINK-3-UPDOWN", msg: "Interface down"}},
 	}
