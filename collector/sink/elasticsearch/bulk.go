@@ -99,19 +99,16 @@ func (s *Sink) dispatch(ctx context.Context, c *call, lo, hi int, buf *[]byte, w
 	for k := lo; k < hi; k++ {
 		c.pending[k].attempts++
 	}
-	select {
-	case s.sem <- struct{}{}:
-	case <-ctx.Done():
+	if err := s.lim.acquire(ctx); err != nil {
 		putBuf(buf)
-		c.fail(lo, hi, 0, ctx.Err())
+		c.fail(lo, hi, 0, err)
 		return
 	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		defer func() { <-s.sem }()
 		defer putBuf(buf)
-		s.send(ctx, c, lo, hi, *buf)
+		s.lim.release(s.send(ctx, c, lo, hi, *buf))
 	}()
 }
 
@@ -140,8 +137,9 @@ func (s *Sink) bulkQuery() string {
 		"&timeout=" + strconv.FormatInt(max(s.cfg.RequestTimeout/2, time.Second).Milliseconds(), 10) + "ms"
 }
 
-// send posts one bulk request and records the answer of each item.
-func (s *Sink) send(ctx context.Context, c *call, lo, hi int, body []byte) {
+// send posts one bulk request and records the answer of each item. It
+// reports whether the cluster answered 429, to the request or any item.
+func (s *Sink) send(ctx context.Context, c *call, lo, hi int, body []byte) (rejected bool) {
 	s.m.bytesEncoded.Add(float64(len(body)))
 	wire := body
 	var zbuf *[]byte
@@ -182,7 +180,7 @@ func (s *Sink) send(ctx context.Context, c *call, lo, hi int, body []byte) {
 		if ctx.Err() == nil {
 			s.markDown(res.peer, errors.Unwrap(err))
 		}
-		return
+		return false
 	}
 	if res.status != http.StatusOK {
 		s.m.requests.WithLabelValues(outcomeHTTPError).Inc()
@@ -191,7 +189,7 @@ func (s *Sink) send(ctx context.Context, c *call, lo, hi int, body []byte) {
 		case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
 			s.markDown(res.peer, fmt.Errorf("answered %d", res.status))
 		}
-		return
+		return res.status == http.StatusTooManyRequests
 	}
 	ans := answerPool.Get().(*bulkAnswer)
 	defer answerPool.Put(ans)
@@ -205,7 +203,7 @@ func (s *Sink) send(ctx context.Context, c *call, lo, hi int, body []byte) {
 			err = fmt.Errorf("%d items in the answer for %d documents", len(ans.Items), hi-lo)
 		}
 		c.fail(lo, hi, 0, fmt.Errorf("elasticsearch %s: unreadable bulk answer: %w", res.peer, err))
-		return
+		return false
 	}
 	failed := false
 	for i := range ans.Items {
@@ -220,6 +218,9 @@ func (s *Sink) send(ctx context.Context, c *call, lo, hi int, body []byte) {
 		if r.status != http.StatusOK && r.status != http.StatusCreated && r.status != http.StatusConflict {
 			failed = true
 		}
+		if r.status == http.StatusTooManyRequests {
+			rejected = true
+		}
 		c.results[lo+i] = r
 	}
 	if failed {
@@ -227,6 +228,7 @@ func (s *Sink) send(ctx context.Context, c *call, lo, hi int, body []byte) {
 	} else {
 		s.m.requests.WithLabelValues(outcomeOK).Inc()
 	}
+	return rejected
 }
 
 // bulkAnswer is the _bulk answer as filtered by bulkQuery. The sink only

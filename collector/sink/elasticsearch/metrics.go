@@ -38,6 +38,7 @@ type metrics struct {
 	up               prometheus.Gauge
 	setupFailures    prometheus.Counter
 	inflight         prometheus.Gauge
+	concurrency      prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -67,6 +68,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Failed attempts to check the cluster and install the templates; each is retried."}),
 		inflight: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "leitstand", Subsystem: "elasticsearch", Name: "inflight_requests",
 			Help: "Bulk requests in flight."}),
+		concurrency: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "leitstand", Subsystem: "elasticsearch", Name: "concurrency_limit",
+			Help: "Bulk requests allowed in flight now: workers, halved on each 429 and raised again while the cluster keeps up."}),
 	}
 	// Make every series visible from the start, so dashboards and alerts
 	// see zeros instead of nothing.
@@ -83,7 +86,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.deadLettered.WithLabelValues(r)
 	}
 	reg.MustRegister(m.requests, m.items, m.retries, m.deadLettered, m.deadLetterFailed, m.latency,
-		m.bytesSent, m.bytesEncoded, m.up, m.setupFailures, m.inflight)
+		m.bytesSent, m.bytesEncoded, m.up, m.setupFailures, m.inflight, m.concurrency)
 	return m
 }
 

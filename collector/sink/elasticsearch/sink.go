@@ -39,8 +39,9 @@ type Sink struct {
 	// first setup, before ready is.
 	mode string
 
-	// sem bounds the bulk requests in flight across concurrent Consume calls.
-	sem chan struct{}
+	// lim bounds the bulk requests in flight across concurrent Consume
+	// calls, adapting to the cluster's 429s.
+	lim *limiter
 
 	// ready is true once the cluster answered and the templates are in
 	// place, and false again after a request found the cluster unreachable,
@@ -117,13 +118,13 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Sink, error)
 		http:         tr,
 		creds:        creds,
 		mode:         cfg.Mode,
-		sem:          make(chan struct{}, cfg.Workers),
 		wake:         make(chan struct{}, 1),
 		doneIDs:      map[string]struct{}{},
 		failingSince: map[string]time.Time{},
 		stop:         make(chan struct{}),
 	}
 	s.targets = newTargets(&cfg)
+	s.lim = newLimiter(cfg.Workers, func(n int) { s.m.concurrency.Set(float64(n)) })
 	notYet := errors.New("elasticsearch sink not started")
 	s.lastErr.Store(&notYet)
 	return s, nil

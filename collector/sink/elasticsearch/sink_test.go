@@ -445,3 +445,44 @@ func TestMappingConflictDeadLetters(t *testing.T) {
 		t.Errorf("%d dead letters after a replay, want 2", got)
 	}
 }
+
+func TestLimiterAdapts(t *testing.T) {
+	var last int
+	l := newLimiter(8, func(n int) { last = n })
+	ctx := context.Background()
+	for i := 0; i < 8; i++ {
+		if err := l.acquire(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Full: the ninth waits until its context ends.
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if err := l.acquire(short); err == nil {
+		t.Fatal("acquired a ninth slot of 8")
+	}
+	l.release(true) // a 429: halve
+	if last != 4 {
+		t.Fatalf("limit after a 429 = %d, want 4", last)
+	}
+	l.release(true) // within the cut interval: no second cut
+	if last != 4 {
+		t.Fatalf("limit after a second 429 at once = %d, want 4", last)
+	}
+	for i := 0; i < 6; i++ {
+		l.release(false)
+	}
+	// Six good answers at a limit of 4 add 6/4..: one slot.
+	if last != 5 {
+		t.Fatalf("limit after good answers = %d, want 5", last)
+	}
+	for i := 0; i < 100; i++ {
+		if err := l.acquire(ctx); err != nil {
+			t.Fatal(err)
+		}
+		l.release(false)
+	}
+	if last != 8 {
+		t.Fatalf("limit recovers to %d, want 8", last)
+	}
+}
