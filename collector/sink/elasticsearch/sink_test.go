@@ -20,7 +20,7 @@ func TestAppendDataset(t *testing.T) {
 		"Nginx-Access":                "nginx_access",
 		"a b/c\\d*e?f\"g<h>i|j,k#l:m": "a_b_c_d_e_f_g_h_i_j_k_l_m",
 		"":                            "generic",
-		"ünï":                         "_____", // bytes, not runes: every one is replaced
+		"ünï":                         "__n__", // bytes, not runes: each byte of ü and ï is replaced
 		strings.Repeat("x", 150):      strings.Repeat("x", 100),
 	} {
 		if got := string(appendDataset(nil, in)); got != want {
