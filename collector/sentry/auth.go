@@ -164,28 +164,44 @@ func (d *dsn) envelopeURL() string {
 	return d.scheme + "://" + d.host + d.prefix + "/api/" + d.project + "/envelope/"
 }
 
+// parseDSN reads http[s]://KEY[:SECRET]@host[:port][/prefix]/PROJECT. It
+// is on the hot path (sentry-go puts the DSN in every envelope), so it
+// slices the string instead of building a url.URL.
 func parseDSN(s string) (*dsn, error) {
-	u, err := url.Parse(s)
-	if err != nil {
-		return nil, errors.New("not a URL")
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
+	scheme, rest, ok := strings.Cut(s, "://")
+	if !ok || (scheme != "http" && scheme != "https") {
 		return nil, errors.New("want an http or https DSN")
 	}
-	if u.User == nil || u.User.Username() == "" {
+	at := strings.IndexByte(rest, '@')
+	if slash := strings.IndexByte(rest, '/'); at <= 0 || (slash >= 0 && slash < at) {
 		return nil, errors.New("the DSN has no public key (http://KEY@host/PROJECT)")
 	}
-	if u.Host == "" {
+	key, _, _ := strings.Cut(rest[:at], ":")
+	if key == "" {
+		return nil, errors.New("the DSN has no public key (http://KEY@host/PROJECT)")
+	}
+	hostPath := rest[at+1:]
+	if i := strings.IndexAny(hostPath, "?#"); i >= 0 {
+		hostPath = hostPath[:i]
+	}
+	slash := strings.IndexByte(hostPath, '/')
+	if slash == 0 {
 		return nil, errors.New("the DSN has no host")
 	}
-	path := strings.TrimSuffix(u.Path, "/")
-	i := strings.LastIndexByte(path, '/')
-	if i < 0 {
+	if slash < 0 {
 		return nil, errors.New("the DSN has no project id (http://KEY@host/PROJECT)")
 	}
+	host := hostPath[:slash]
+	for i := 0; i < len(host); i++ {
+		if c := host[i]; c <= ' ' || c >= 0x7f || c == '\\' {
+			return nil, errors.New("the DSN's host is not valid")
+		}
+	}
+	path := strings.TrimSuffix(hostPath[slash:], "/")
+	i := strings.LastIndexByte(path, '/')
 	project := path[i+1:]
-	if _, err := strconv.ParseUint(project, 10, 64); err != nil || project == "0" {
+	if _, err := strconv.ParseUint(project, 10, 64); err != nil || project == "0" || project[0] == '+' {
 		return nil, errors.New("the DSN's project id is not a positive number")
 	}
-	return &dsn{scheme: u.Scheme, host: u.Host, prefix: path[:i], key: u.User.Username(), project: project}, nil
+	return &dsn{scheme: scheme, host: host, prefix: path[:i], key: key, project: project}, nil
 }

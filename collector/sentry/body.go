@@ -101,6 +101,10 @@ func (d *decoders) readError(err error, encoding string) error {
 	if errors.As(err, &tooLarge) {
 		return &bodyError{http.StatusRequestEntityTooLarge, fmt.Sprintf("body is over the limit of %d bytes", tooLarge.Limit)}
 	}
+	if errors.Is(err, zstd.ErrDecoderSizeExceeded) || errors.Is(err, zstd.ErrWindowSizeExceeded) || errors.Is(err, zstd.ErrFrameSizeExceeded) {
+		// zstd states sizes up front: the frame asks for more than the limit
+		return &bodyError{http.StatusRequestEntityTooLarge, fmt.Sprintf("decompressed body is over the limit of %d bytes (zstd: %v)", d.maxDecompressed, err)}
+	}
 	if encoding != "" && encoding != "identity" {
 		return &bodyError{http.StatusBadRequest, fmt.Sprintf("body is not valid %s: %v", encoding, err)}
 	}

@@ -273,3 +273,22 @@ func containsAny(s string, subs ...string) []string {
 	}
 	return found
 }
+
+// metricValue sums the series of a gauge or counter family.
+func metricValue(t testing.TB, f *fixture, name string) float64 {
+	t.Helper()
+	mfs, err := f.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.Metric {
+			sum += m.GetGauge().GetValue() + m.GetCounter().GetValue()
+		}
+	}
+	return sum
+}

@@ -400,7 +400,7 @@ func (r *Receiver) dsnAuth(w http.ResponseWriter, rq *request, raw string) bool 
 		r.refuse(w, rq.endpoint, "unauthorized", http.StatusUnauthorized, "the envelope's dsn is not valid: "+err.Error())
 		return false
 	}
-	if rq.p == nil || d.project != rq.p.idStr {
+	if id, _ := strconv.ParseUint(d.project, 10, 64); rq.p == nil || id != rq.p.id {
 		r.refuse(w, rq.endpoint, "forbidden", errDSNProject.status, errDSNProject.reason)
 		return false
 	}
