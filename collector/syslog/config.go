@@ -249,6 +249,7 @@ func (r *RFC3164Config) location() (*time.Location, error) {
 // Validate checks one listener.
 func (l *Listener) Validate() error {
 	var errs config.Errors
+	addrOK := false
 	switch l.Protocol {
 	case ProtoUDP, ProtoTCP, ProtoTLS:
 		if host, port, err := net.SplitHostPort(l.Address); err != nil {
@@ -257,6 +258,8 @@ func (l *Listener) Validate() error {
 			errs.Addf("address", "port of %q must be a number from 0 to 65535", l.Address)
 		} else if host != "" && host != "localhost" && net.ParseIP(host) == nil {
 			errs.Addf("address", "host of %q must be an IP address, localhost or empty (all interfaces)", l.Address)
+		} else {
+			addrOK = true
 		}
 	case ProtoUnix:
 		if l.Address == "" {
@@ -288,7 +291,7 @@ func (l *Listener) Validate() error {
 	if l.Protocol == ProtoUnix && len(l.AllowedSources) > 0 {
 		errs.Addf("allowed_sources", "does not apply to a unix socket; use socket_mode")
 	}
-	if l.Protocol != ProtoUnix && l.Protocol != "" && !l.loopback() && !l.authenticated() {
+	if addrOK && !l.loopback() && !l.authenticated() {
 		how := "list allowed_sources (CIDRs)"
 		if l.Protocol == ProtoTLS {
 			how = "set tls.client_ca_file to require client certificates, or " + how

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/leitstand/leitstand/collector"
+	"github.com/leitstand/leitstand/collector/pipeline"
 	"github.com/leitstand/leitstand/collector/telemetry"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
@@ -531,5 +533,53 @@ func TestShutdownFlushesPartialBatches(t *testing.T) {
 	}
 	if n := h.metric("leitstand_syslog_connections_closed_total", "protocol", "tcp", "reason", "shutdown"); n != 1 {
 		t.Errorf("closed on shutdown: %v, want 1", n)
+	}
+}
+
+// gate is an Enqueuer that holds every batch until opened, then discards.
+type gate struct {
+	open   chan struct{}
+	events chan int
+}
+
+func (g *gate) Enqueue(_ context.Context, b *collector.Batch, _ pipeline.Policy) error {
+	<-g.open
+	g.events <- b.Len()
+	b.Release()
+	return nil
+}
+
+func TestUDPKernelDropsAreCounted(t *testing.T) {
+	cfg := testConfig(ProtoUDP)
+	cfg.BatchEvents = 1
+	cfg.Listeners[0].Readers = 1
+	cfg.Listeners[0].SocketBufferBytes = 4096
+	reg := prometheus.NewRegistry()
+	g := &gate{open: make(chan struct{}), events: make(chan int, 100000)}
+	r, err := New(cfg, g, telemetry.New(reg), reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer r.Shutdown(context.Background())
+	u, err := net.Dial("udp", r.Addrs()[0].String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	msg := "<13>1 - - - - - - " + strings.Repeat("d", 200)
+	io.WriteString(u, msg) // the reader takes it and waits at the gate
+	time.Sleep(100 * time.Millisecond)
+	for i := 0; i < 2000; i++ {
+		io.WriteString(u, msg) // the small socket buffer overflows
+	}
+	close(g.open)
+	time.Sleep(100 * time.Millisecond)
+	io.WriteString(u, msg) // carries the kernel's drop count
+	h := &harness{t: t, reg: reg}
+	if n := h.waitMetric(1, 5*time.Second, "leitstand_syslog_kernel_drops_total", "protocol", "udp"); n < 1000 {
+		t.Errorf("kernel drops counted: %v, want most of 2000", n)
 	}
 }
