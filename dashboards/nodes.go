@@ -15,6 +15,9 @@ func nodesBoard() *board {
 	// packet twice.
 	const nic = `device!~"lo|veth.*|cali.*|cilium.*|lxc.*|flannel.*|cni.*|docker.*|br-.*|virbr.*|ifb.*|tunl.*|vxlan.*|kube-ipvs.*"`
 	idle := n("node_cpu_seconds_total", `mode="idle"`)
+	// up of the node_exporter jobs only: "All" jobs is the regexp .+, which
+	// would take in every other scrape job too.
+	nodeUp := "(" + n("up") + " and on (job) node_uname_info)"
 	cores := "count by (instance) (" + idle + ")"
 
 	return &board{
@@ -34,10 +37,10 @@ func nodesBoard() *board {
 			{num: 1, title: "Cluster overview", panels: []*panel{
 				statPanel("Nodes up", units.Short,
 					"Node exporters that answered their last scrape.",
-					q("sum("+n("up")+")", "")),
+					q("sum("+nodeUp+")", "")),
 				statPanel("Nodes down", units.Short,
 					"Node exporters that did not answer their last scrape; any is a node or its exporter in trouble.",
-					q("count("+n("up")+" == 0) or vector(0)", "")).redFrom(1),
+					q("count("+nodeUp+" == 0) or vector(0)", "")).redFrom(1),
 				statPanel("CPU utilisation", units.PercentUnit,
 					"Share of all selected cores that was busy (not idle) over the rate interval.",
 					q("1 - avg("+rate(idle)+")", "")).above(0.7, 0.9).decimal(1),

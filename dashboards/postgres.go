@@ -30,8 +30,8 @@ func postgresBoard() *board {
 		vars: []variable{
 			{name: "instance", label: "Server", query: "label_values(pg_up, instance)", allValue: ".+",
 				description: "postgres_exporter instance(s), one per PostgreSQL server."},
-			{name: "datname", label: "Database", query: `label_values(pg_stat_database_numbackends{instance=~"$instance"}, datname)`, allValue: ".*",
-				description: "Database(s) for the per-database panels."},
+			{name: "datname", label: "Database", query: `label_values(pg_stat_database_numbackends{instance=~"$instance"}, datname)`, allValue: ".+",
+				description: "Database(s) for the per-database panels; \"All\" leaves out the statistics row of shared catalogs, which has no database name."},
 		},
 		rows: []row{
 			{num: 1, title: "Overview", panels: []*panel{
