@@ -485,9 +485,8 @@ func (r *Receiver) process(w http.ResponseWriter, rq *request, b *collector.Batc
 			typeCounts.add(it.hdr.typ, outcome, max(1, len(b.Events)-before))
 		default:
 			typeCounts.add(it.hdr.typ, outcome, 1)
-			if outcome == outNotIndexed {
-				held = append(held, *it)
-			}
+			// kept for forwarding: attachments, sessions, client reports, …
+			held = append(held, *it)
 		}
 		accepted++
 	}
