@@ -91,6 +91,7 @@ type running struct {
 	engine    *promql.Engine
 	manager   *promrules.Manager
 	groups    map[string]*promrules.Group // manual mode only
+	evals     int                         // manual mode: evalAll calls so far
 	write     http.Handler                // remote_write receiver, nil when off
 	proxy     http.Handler                // remote mode: query API of the remote
 	scrape    *scraper
@@ -543,10 +544,20 @@ func (e *Engine) QueryEngine() promql.QueryEngine {
 	return nil
 }
 
-// evalAll evaluates every group once at ts (tests, with manual set).
+// evalAll evaluates every group once at ts (tests, with manual set). Like
+// the groups' own loop, it restores the `for` state after the second
+// evaluation; only then are ALERTS and ALERTS_FOR_STATE written.
 func (e *Engine) evalAll(ctx context.Context, ts time.Time) {
+	r := e.current()
+	if r == nil {
+		return
+	}
+	r.evals++
 	for _, g := range e.RuleGroups() {
 		e.iterate(ctx, g, ts)
+		if r.evals == 2 {
+			g.RestoreForState(ts)
+		}
 	}
 }
 

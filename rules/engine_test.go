@@ -398,7 +398,9 @@ func TestPendingSurvivesRestart(t *testing.T) {
 		}
 		return nil
 	})
-	time.Sleep(2 * time.Second) // pending for a while
+	// Pending for a while: the restore shifts activeAt by the time from
+	// the last evaluation before the stop to the restore, a few seconds.
+	time.Sleep(5 * time.Second)
 	stop()
 	if err := e.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
