@@ -136,11 +136,14 @@ type MultilineRule struct {
 }
 
 // DefaultStartPattern starts an event at a line that begins with a date or
-// time, a log level, a bracket or brace (structured logs), a klog header,
-// a Python traceback, a Go panic or a Java "Exception in thread"; stack
-// frames ("\tat …", "  File …", "goroutine 1 [running]:", "    at …",
-// "Caused by: …") continue the event before them.
-const DefaultStartPattern = `^(\d{4}-\d{2}-\d{2}|\d{2}:\d{2}:\d{2}|[A-Z][a-z]{2} [ \d]\d |\[|\{|(TRACE|DEBUG|INFO|NOTICE|WARN|WARNING|ERROR|SEVERE|FATAL|CRITICAL)\b|[IWEF]\d{4} |Traceback \(most recent call last\):|panic: |fatal error: |Exception in thread )`
+// time, a log level, a bracketed date or level, a brace (JSON logs), a klog
+// header, a Go panic or fatal error, or Java's "Exception in thread".
+// Stack frames ("\tat …", "Caused by: …", "  File …", "goroutine 1
+// [running]:", "    at …") and Python's "Traceback (most recent call
+// last):" continue the event before them: logging.exception and friends
+// print the traceback after the message, so it belongs to it (an uncaught
+// traceback at exit joins the last line logged).
+const DefaultStartPattern = `^(\d{4}-\d{2}-\d{2}|\d{2}:\d{2}:\d{2}|[A-Z][a-z]{2} [ \d]\d |\[[\dA-Z]|\{|(TRACE|DEBUG|INFO|NOTICE|WARN|WARNING|ERROR|SEVERE|FATAL|CRITICAL)\b|[IWEF]\d{4} |panic: |fatal error: |Exception in thread )`
 
 // SetDefaults implements config.Defaulter for rules decoded from a list.
 func (r *MultilineRule) SetDefaults() {

@@ -147,11 +147,16 @@ func newHarness(t *testing.T, cfg Config) *harness {
 
 func (h *harness) start() {
 	h.t.Helper()
+	h.startWith(h.sink)
+}
+
+func (h *harness) startWith(sink collector.Sink) {
+	h.t.Helper()
 	reg := prometheus.NewRegistry()
 	m := telemetry.New(reg)
 	pc := pipeline.DefaultConfig()
 	pc.Workers = 2
-	h.pipe = pipeline.New(pc, nil, []collector.Sink{h.sink}, m, quietLog())
+	h.pipe = pipeline.New(pc, nil, []collector.Sink{sink}, m, quietLog())
 	if err := h.pipe.Start(context.Background()); err != nil {
 		h.t.Fatal(err)
 	}
@@ -251,3 +256,11 @@ func readCounter(c prometheus.Counter) float64 {
 
 // runAgentMain is replaced by the re-exec agent in kill_test.go.
 var runAgentMain = func() bool { return false }
+
+func readGauge(g prometheus.Gauge) float64 {
+	var m dto.Metric
+	if err := g.Write(&m); err != nil {
+		return -1
+	}
+	return m.GetGauge().GetValue()
+}

@@ -134,6 +134,11 @@ func (r *Receiver) Start(context.Context) error {
 	if err != nil {
 		r.log.Error("podlog: read positions lost; starting over (lines may be sent again, under their old ids)", "err", err)
 	}
+	// Written at once, so that even a crash before the first checkpoint
+	// leaves the time from which rotated files count as unread.
+	if err := st.save(true); err != nil {
+		return fmt.Errorf("podlog: writing the read positions: %w", err)
+	}
 	now := time.Now()
 	r.mu.Lock()
 	r.state = st
@@ -488,8 +493,14 @@ func (r *Receiver) ensureFamily(podDirName string, pd podDir, container, dir, ba
 	}
 	f := &family{
 		r: r, key: key, dir: dir, base: base, livePath: filepath.Join(dir, base),
-		pod: pd, container: container, initial: r.initial && r.first,
+		pod: pd, container: container,
 		wake: make(chan struct{}, 1), done: make(chan struct{}),
+	}
+	if r.initial && r.first && r.cfg.StartAt == StartEnd {
+		if fi, err := os.Stat(f.livePath); err == nil {
+			st := statInfo(f.livePath, fi)
+			f.startAt = &st
+		}
 	}
 	f.static = r.staticFields(f)
 	for _, rule := range r.rules {

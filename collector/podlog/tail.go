@@ -32,7 +32,9 @@ type family struct {
 	static    []collector.Field
 	ml        *multiline
 	info      *podInfo // labels; nil without the Kubernetes client
-	initial   bool     // found by the first scan of a first start: start_at applies
+	// startAt is the live file as the first scan of a first start found it,
+	// when start_at is end: it is read from that size on.
+	startAt *fileInfo
 
 	wake   chan struct{}
 	rescan atomic.Bool
@@ -253,8 +255,8 @@ func (f *family) record(cands []candidate, now time.Time) {
 		}
 		rec = &record{ID: c.id, Family: f.key, Path: c.path, Dev: c.dev, Ino: c.ino, Seen: now}
 		switch {
-		case c.live && f.initial && f.r.cfg.StartAt == StartEnd:
-			if cur, err := endCursor(c.path, c.size); err == nil {
+		case c.live && f.startAt != nil && sameFile(*f.startAt, c.fileInfo):
+			if cur, err := endCursor(c.path, f.startAt.size); err == nil {
 				rec.setCursor(cur)
 			}
 		case c.live:
