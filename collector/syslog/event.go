@@ -137,64 +137,75 @@ func (d *decoder) add(b *collector.Batch, fr frame, src string) {
 	if m.hasTS {
 		e.Timestamp = m.ts
 	}
-	// Fields are added in key order, which makes the pipeline's sort a
-	// single pass.
+	// Fields are collected in key order (which makes the pipeline's sort a
+	// single pass) on the stack and copied into the event at once, rather
+	// than appended one by one.
+	var fs [maxFields]collector.Field
+	n := 0
+	put := func(key string, kind collector.Kind, value string) {
+		fs[n] = collector.Field{Key: key, Kind: kind, Str: value}
+		n++
+	}
 	if m.err != nil {
-		e.AddString("error.message", m.err.Error())
+		put("error.message", collector.KindString, m.err.Error())
 	}
-	e.AddString("event.created", b.Ingested())
-	e.AddString(collector.FieldDataset, Dataset)
+	put("event.created", collector.KindString, b.Ingested())
+	put(collector.FieldDataset, collector.KindString, Dataset)
 	if m.host != "" {
-		e.AddString("host.hostname", m.host)
+		put("host.hostname", collector.KindString, m.host)
 	}
-	e.AddString(collector.FieldReceiver, "syslog")
+	put(collector.FieldReceiver, collector.KindString, "syslog")
 	if m.pri >= 0 {
 		fac, sev := m.pri>>3, m.pri&7
-		e.AddString(collector.FieldLevel, severityLevels[sev])
-		e.Add("log.syslog.facility.code", collector.KindNumber, numbers[fac])
-		e.AddString("log.syslog.facility.name", facilityNames[fac])
+		put(collector.FieldLevel, collector.KindString, severityLevels[sev])
+		put("log.syslog.facility.code", collector.KindNumber, numbers[fac])
+		put("log.syslog.facility.name", collector.KindString, facilityNames[fac])
 		if m.msgid != "" {
-			e.AddString("log.syslog.msgid", m.msgid)
+			put("log.syslog.msgid", collector.KindString, m.msgid)
 		}
-		e.Add("log.syslog.priority", collector.KindNumber, numbers[m.pri])
+		put("log.syslog.priority", collector.KindNumber, numbers[m.pri])
 		if m.procid != "" && !isPID(m.procid) {
-			e.AddString("log.syslog.procid", m.procid)
+			put("log.syslog.procid", collector.KindString, m.procid)
 		}
-		e.Add("log.syslog.severity.code", collector.KindNumber, numbers[sev])
-		e.AddString("log.syslog.severity.name", severityNames[sev])
+		put("log.syslog.severity.code", collector.KindNumber, numbers[sev])
+		put("log.syslog.severity.name", collector.KindString, severityNames[sev])
 	} else if m.msgid != "" {
-		e.AddString("log.syslog.msgid", m.msgid)
+		put("log.syslog.msgid", collector.KindString, m.msgid)
 	}
 	if m.sd != "" {
-		e.Add("log.syslog.structured_data", collector.KindRaw, m.sd)
+		put("log.syslog.structured_data", collector.KindRaw, m.sd)
 	}
 	if m.version > 0 && m.version < len(numbers) {
-		e.AddString("log.syslog.version", numbers[m.version])
+		put("log.syslog.version", collector.KindString, numbers[m.version])
 	}
 	switch {
 	case m.err != nil:
 		// A frame that did not parse keeps its raw text: nothing the
 		// sender wrote is lost, and the tag says why it has no fields.
-		e.AddString(collector.FieldMessage, unsafeString(raw))
+		put(collector.FieldMessage, collector.KindString, unsafeString(raw))
 	case m.hasMsg:
-		e.AddString(collector.FieldMessage, strings.TrimPrefix(m.msg, "\uFEFF")) // RFC 5424 MSG-UTF8 starts with a BOM
+		put(collector.FieldMessage, collector.KindString, strings.TrimPrefix(m.msg, "\uFEFF")) // RFC 5424 MSG-UTF8 starts with a BOM
 	}
 	if d.transport != "" {
-		e.AddString("network.transport", d.transport)
+		put("network.transport", collector.KindString, d.transport)
 	}
 	if m.app != "" {
-		e.AddString("process.name", m.app)
+		put("process.name", collector.KindString, m.app)
 	}
 	if m.procid != "" && isPID(m.procid) {
-		e.Add("process.pid", collector.KindNumber, m.procid)
+		put("process.pid", collector.KindNumber, m.procid)
 	}
 	if src != "" {
-		e.AddString("source.ip", src)
+		put("source.ip", collector.KindString, src)
 	}
 	if tags != 0 {
-		e.Add("tags", collector.KindRaw, tagsJSON[tags])
+		put("tags", collector.KindRaw, tagsJSON[tags])
 	}
+	e.Fields = append(e.Fields[:0], fs[:n]...)
 }
+
+// maxFields is the most fields add sets.
+const maxFields = 24
 
 var errFraming = frameError("framing error: bytes that start no syslog frame were skipped up to the next frame")
 

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand"
 	"net"
+	"os"
 	"strings"
 	"syscall"
 	"testing"
@@ -21,6 +22,14 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if spec := os.Getenv(generatorEnv); spec != "" {
+		// The benchmark's load generator, in a process of its own.
+		if err := runGenerator(spec); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	goleak.VerifyTestMain(m)
 }
 
