@@ -18,7 +18,7 @@ import (
 // for checking exactly what the agent asks.
 type fakeAPI struct {
 	t        *testing.T
-	token    string
+	token    atomic.Value // string
 	node     string
 	mu       sync.Mutex
 	labels   map[string]map[string]string // uid → labels
@@ -32,7 +32,7 @@ func (a *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "not found", http.StatusNotFound)
 		return
 	}
-	if r.Header.Get("Authorization") != "Bearer "+a.token {
+	if r.Header.Get("Authorization") != "Bearer "+a.token.Load().(string) {
 		http.Error(w, `{"kind":"Status","reason":"Unauthorized"}`, http.StatusUnauthorized)
 		return
 	}
@@ -71,7 +71,8 @@ func (a *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func TestPodLabelsFromTheAPI(t *testing.T) {
-	api := &fakeAPI{t: t, token: "sa-token-1", node: "node-1", labels: map[string]map[string]string{}}
+	api := &fakeAPI{t: t, node: "node-1", labels: map[string]map[string]string{}}
+	api.token.Store("sa-token-1")
 	srv := httptest.NewTLSServer(api)
 	defer srv.Close()
 	dir := t.TempDir()
@@ -80,7 +81,7 @@ func TestPodLabelsFromTheAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	tokenFile := filepath.Join(dir, "token")
-	if err := os.WriteFile(tokenFile, []byte(api.token+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(tokenFile, []byte("sa-token-1\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 
@@ -111,8 +112,8 @@ func TestPodLabelsFromTheAPI(t *testing.T) {
 	// The API fails: lines go on without labels, and a rotated token is
 	// read again.
 	api.failing.Store(true)
-	api.token = "sa-token-2"
-	if err := os.WriteFile(tokenFile, []byte(api.token), 0o600); err != nil {
+	api.token.Store("sa-token-2")
+	if err := os.WriteFile(tokenFile, []byte("sa-token-2"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	other := containerDir(t, h.root, "shop", "worker", "app")
@@ -123,8 +124,8 @@ func TestPodLabelsFromTheAPI(t *testing.T) {
 			t.Error("labels of another pod")
 		}
 	}
-	if n := readCounter(h.r.m.kubeRequests.WithLabelValues("500")); n < 1 {
-		t.Errorf("kubernetes_requests_total{code=500} = %v", n)
-	}
+	h.waitFor("a failed listing counted", 5*time.Second, func() bool {
+		return readCounter(h.r.m.kubeRequests.WithLabelValues("500")) >= 1
+	})
 	api.failing.Store(false)
 }
