@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -93,7 +92,6 @@ func reportRates(b *testing.B, events, bytes float64) {
 // work without any pipeline or sink work.
 type discard struct {
 	events atomic.Int64
-	bytes  atomic.Int64
 	done   chan struct{}
 	want   int64
 	mu     sync.Mutex
@@ -199,7 +197,6 @@ func benchTCP(b *testing.B, conns, size int) {
 	b.ReportMetric(float64(total)/elapsed.Seconds(), "events/s")
 	b.ReportMetric(frameBytes/elapsed.Seconds()/(1<<20), "MiB/s")
 	b.ReportMetric(cpu/(float64(total)/1e6), "cpu-s/Mevent")
-	_ = runtime.GOMAXPROCS(0)
 }
 
 func rusageSeconds(ru syscall.Rusage) float64 {

@@ -592,3 +592,17 @@ func TestUDPKernelDropsAreCounted(t *testing.T) {
 		t.Errorf("kernel drops counted: %v, want most of 2000", n)
 	}
 }
+
+func TestManyTinyFramesInOneRead(t *testing.T) {
+	h := startHarness(t, testConfig(ProtoTCP))
+	c := dial(t, h, 0)
+	var b strings.Builder
+	const n = 5000 // far more than 4 × batch_events in one read
+	for i := 0; i < n; i++ {
+		b.WriteString(octet(fmt.Sprintf("<13>1 - - - - - - t%d", i)))
+	}
+	write(t, c, b.String()) // and then the sender falls silent
+	if got := h.waitCount(n, 5*time.Second); got != n {
+		t.Fatalf("%d of %d events arrived while the sender was silent", got, n)
+	}
+}

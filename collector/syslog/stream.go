@@ -240,31 +240,31 @@ func (c *conn) read() (reason string) {
 		s.dec.n.discardedBytes += f.takeDiscarded()
 		s.flush()
 	}
-	// frames cuts what has arrived into events.
+	// frames cuts what has arrived into events. A read full of tiny
+	// messages is handed on in several batches, none larger than hardCap.
 	frames := func(eof bool) {
-		data := *buf
 		for {
-			if s.b != nil && s.b.Len() >= hardCap {
-				return // tiny messages: hand this batch on before taking more
+			data := *buf
+			for {
+				if s.b != nil && s.b.Len() >= hardCap {
+					break
+				}
+				fr, n, ok := f.next(data[start:], eof)
+				start += n
+				if ok {
+					s.dec.add(s.batch(), fr, c.src)
+					ref = true
+				} else if n == 0 {
+					return
+				}
 			}
-			fr, n, ok := f.next(data[start:], eof)
-			start += n
-			if ok {
-				s.dec.add(s.batch(), fr, c.src)
-				ref = true
-			} else if n == 0 {
-				return
-			}
+			flush()
 		}
 	}
 	defer func() {
 		// What a closing sender left is kept, flagged if cut short.
-		for buf != nil && start < len(*buf) {
+		if buf != nil && start < len(*buf) {
 			frames(true)
-			if s.b == nil || s.b.Len() < hardCap {
-				break
-			}
-			flush()
 		}
 		flush()
 		if buf != nil {
@@ -356,7 +356,7 @@ func (c *conn) read() (reason string) {
 			}
 			continue
 		}
-		if s.full() || (s.b != nil && s.b.Len() >= hardCap) {
+		if s.full() {
 			flush()
 		}
 	}
