@@ -100,7 +100,9 @@ func newAggregator(t *testing.T, ingest httpin.Config) *aggregator {
 
 func (a *aggregator) url() string { return a.srv.URL + httpin.Path }
 
-func (a *aggregator) intercept(f func(w http.ResponseWriter, r *http.Request) bool) { a.before.Store(&f) }
+func (a *aggregator) intercept(f func(w http.ResponseWriter, r *http.Request) bool) {
+	a.before.Store(&f)
+}
 
 func newSink(t *testing.T, cfg Config) (*Sink, *prometheus.Registry) {
 	t.Helper()
