@@ -263,7 +263,7 @@ func (c *Config) Validate() error {
 		errs.Addf("query.max_samples", "must be greater than 0")
 	}
 	for name, v := range c.ExternalLabels {
-		if !model.LabelName(name).IsValidLegacy() {
+		if !model.LegacyValidation.IsValidLabelName(name) {
 			errs.Addf("external_labels."+name, "invalid label name")
 		}
 		if v == "" {
@@ -338,7 +338,7 @@ func (c *Config) Validate() error {
 			}
 		}
 		for name := range j.Labels {
-			if !model.LabelName(name).IsValidLegacy() {
+			if !model.LegacyValidation.IsValidLabelName(name) {
 				errs.Addf(p+".labels."+name, "invalid label name")
 			}
 		}

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/golang/snappy"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
@@ -402,7 +403,7 @@ func (a *remoteAppender) Append(ref storage.SeriesRef, ls labels.Labels, _, t in
 	if h != nil || fh != nil {
 		return ref, errors.New("native histograms are not supported in remote mode")
 	}
-	if ls.Get(labels.MetricName) == alertForStateMetric {
+	if ls.Get(model.MetricNameLabel) == alertForStateMetric {
 		a.state = append(a.state, stateEntry{Labels: ls.Copy(), T: t, V: v})
 	}
 	if a.o.rw != nil {

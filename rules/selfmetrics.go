@@ -7,6 +7,7 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
 )
@@ -50,7 +51,7 @@ func appendGathered(ctx context.Context, a storage.AppendableV2, gs []gatherer, 
 	b := labels.NewScratchBuilder(8)
 	add := func(name string, m *dto.Metric, extraName, extraValue string, v float64) {
 		b.Reset()
-		b.Add(labels.MetricName, name)
+		b.Add(model.MetricNameLabel, name)
 		for _, lp := range m.GetLabel() {
 			if lp.GetName() == "job" || lp.GetName() == "instance" {
 				// Keep the target's own labels, as honor_labels: false does.
