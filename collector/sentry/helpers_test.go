@@ -316,3 +316,5 @@ func metricValueLabel(t testing.TB, f *fixture, name, label, value string) float
 }
 
 func testLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func testMetrics() *telemetry.Metrics { return telemetry.New(prometheus.NewRegistry()) }
