@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,6 +20,8 @@ import (
 	"time"
 
 	"github.com/leitstand/leitstand/internal/peers"
+	"github.com/leitstand/leitstand/rules"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // notYetExported lists the leitstand_* metrics the dashboards use that the
@@ -104,13 +109,16 @@ const alertRules = `groups:
 var liveIntervals = map[string]string{"__rate_interval": "10s", "__interval": "1s", "__range": "1m"}
 
 // TestRealData runs every node and PostgreSQL panel query against real
-// exporters scraped by a real Prometheus (Debian's 2.42, until leitstand's
-// own query API is wired into the daemon), with PostgreSQL under pgbench
-// load and a streaming standby behind it, and requires each to return at
-// least one series with a finite value and the labels its legend names.
-// Pipeline and alert panels run against a real leitstand scraped by the
-// same Prometheus; MongoDB panels are only checked to be accepted (there is
-// no MongoDB here: TestMongoDBMetricNames checks their names).
+// exporters, with PostgreSQL under pgbench load and a streaming standby
+// behind it, and requires each to return at least one series with a finite
+// value, every series carrying the labels its legend names. Pipeline and
+// alert panels run against a real leitstand built from this checkout. The
+// same targets are scraped, and every query answered, twice: by Debian's
+// Prometheus 2.42, and by leitstand's own rule engine (rules/: its embedded
+// TSDB, scraper, PromQL engine and query API, the data source Grafana is
+// provisioned with), run in this test until cmd/leitstand serves it.
+// MongoDB panels are only checked to be accepted: there is no MongoDB here,
+// TestMongoDBMetricNames checks their names.
 func TestRealData(t *testing.T) {
 	peers.Slow(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -130,49 +138,119 @@ func TestRealData(t *testing.T) {
 	sb := startStandby(ctx, t, pg)
 
 	hostPort := func(u string) string { return strings.TrimPrefix(u, "http://") }
-	cfg := fmt.Sprintf(`global:
-  scrape_interval: 1s
-  evaluation_interval: 1s
-rule_files: [alerts.yml]
-scrape_configs:
-  - job_name: node
-    static_configs: [{targets: [%q]}]
-  - job_name: postgres
-    static_configs: [{targets: [%q, %q]}]
-  - job_name: leitstand
-    static_configs: [{targets: [%q]}]
-`, hostPort(ne.URL), hostPort(pg.ExporterURL), hostPort(sb.exporterURL), hostPort(leitstand))
+	targets := []scrapeJob{
+		{"node", []string{hostPort(ne.URL)}},
+		{"postgres", []string{hostPort(pg.ExporterURL), hostPort(sb.exporterURL)}},
+		{"leitstand", []string{hostPort(leitstand)}},
+	}
+	cfg := "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: [alerts.yml]\nscrape_configs:\n"
+	for _, j := range targets {
+		cfg += fmt.Sprintf("  - job_name: %s\n    static_configs: [{targets: [%s]}]\n", j.name, strings.Join(j.targets, ", "))
+	}
 	prom, err := peers.StartPrometheus(ctx, peers.PrometheusOptions{Config: cfg, Files: map[string]string{"alerts.yml": alertRules}})
 	peers.Check(t, err)
 	peers.Cleanup(t, prom)
+	engine := startRuleEngine(ctx, t, targets)
 
 	loadPostgres(ctx, t, pg)
 	stopTraffic := sendEvents(ctx, t, leitstand)
 	t.Cleanup(stopTraffic)
 
-	// Every target up and scraped for 20 s, and the standby streaming.
-	waitUntil(ctx, t, "data in Prometheus", 2*time.Minute, func() error {
-		for _, c := range []struct{ q, what string }{
-			{`count(up == 1) == 4`, "all four targets up"},
-			{`min(count_over_time(up[1m])) >= 20`, "20 scrapes of every target"},
-			{`pg_stat_replication_pg_wal_lsn_diff`, "the standby streaming"},
-			{`ALERTS_FOR_STATE`, "the test alerts"},
-		} {
-			res, err := instantQuery(ctx, prom.URL, c.q)
-			if err != nil {
-				return err
-			}
-			if len(res) == 0 {
-				return fmt.Errorf("waiting for %s", c.what)
+	// The daemon's families, once the traffic (good and bad lines) has
+	// gone through.
+	waitUntil(ctx, t, "traffic through leitstand", time.Minute, func() error {
+		body, err := get(ctx, leitstand+"/metrics")
+		if err != nil {
+			return err
+		}
+		for _, want := range []string{`leitstand_events_refused_total{component="ingest",reason="invalid"}`, `leitstand_http_requests_total{`} {
+			if !strings.Contains(body, want) {
+				return fmt.Errorf("no %s yet", want)
 			}
 		}
 		return nil
 	})
-
 	exported := leitstandFamilies(ctx, t, leitstand)
 	checkAllowList(t, boards, exported)
 
-	var mu sync.Mutex
+	for _, backend := range []struct{ name, url string }{
+		{"prometheus-2.42", prom.URL},
+		{"leitstand-rule-engine", engine},
+	} {
+		t.Run(backend.name, func(t *testing.T) {
+			// Every target up and scraped for 20 s, and the standby streaming.
+			waitUntil(ctx, t, "data", 2*time.Minute, func() error {
+				for _, c := range []struct{ q, what string }{
+					{`count(up == 1) == 4`, "all four targets up"},
+					{`min(count_over_time(up[1m])) >= 20`, "20 scrapes of every target"},
+					{`pg_stat_replication_pg_wal_lsn_diff`, "the standby streaming"},
+					{`ALERTS_FOR_STATE`, "the test alerts"},
+				} {
+					res, err := instantQuery(ctx, backend.url, c.q)
+					if err != nil {
+						return err
+					}
+					if len(res) == 0 {
+						return fmt.Errorf("waiting for %s", c.what)
+					}
+				}
+				return nil
+			})
+			checkPanels(ctx, t, backend.url, boards, exported)
+		})
+	}
+}
+
+// scrapeJob is one scrape job of both backends.
+type scrapeJob struct {
+	name    string
+	targets []string
+}
+
+// startRuleEngine runs leitstand's rule engine in this process with the
+// same scrape jobs and alert rules as the test Prometheus, and serves its
+// query API; it returns the API's base URL.
+func startRuleEngine(ctx context.Context, t *testing.T, jobs []scrapeJob) string {
+	t.Helper()
+	dir := t.TempDir()
+	ruleFile := filepath.Join(dir, "alerts.yml")
+	if err := os.WriteFile(ruleFile, []byte(alertRules), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := rules.DefaultConfig(dir)
+	cfg.RuleFiles = []string{ruleFile}
+	cfg.EvaluationInterval = time.Second
+	cfg.WatchInterval = 0
+	cfg.SelfMetrics.Enabled = false // leitstand is scraped like any target here
+	cfg.Scrape.Interval, cfg.Scrape.Timeout = time.Second, time.Second
+	for _, j := range jobs {
+		job := rules.ScrapeJob{JobName: j.name, Targets: j.targets}
+		job.SetDefaults()
+		cfg.Scrape.Jobs = append(cfg.Scrape.Jobs, job)
+	}
+	e, err := rules.New(cfg, rules.Options{Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		stopCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := e.Shutdown(stopCtx); err != nil {
+			t.Errorf("rule engine shutdown: %v", err)
+		}
+	})
+	mux := http.NewServeMux()
+	e.Register(mux)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// checkPanels runs every panel query against one backend's query API.
+func checkPanels(ctx context.Context, t *testing.T, apiURL string, boards []renderedDashboard, exported map[string]bool) {
 	var checked, skipped int
 	for _, r := range boards {
 		t.Run(r.m.UID, func(t *testing.T) {
@@ -193,11 +271,11 @@ scrape_configs:
 						missing = append(missing, name)
 					}
 				}
-				series, err := runQuery(ctx, prom.URL, expr, q.t.Instant)
+				series, err := runQuery(ctx, apiURL, expr, q.t.Instant)
 				if err != nil {
-					// Prometheus 2.42 refused the query: a syntax or type
+					// The backend refused the query: a syntax or type
 					// error, whatever the data.
-					t.Errorf("%s: Prometheus refused %q: %v", q, expr, err)
+					t.Errorf("%s: %q refused: %v", q, expr, err)
 					continue
 				}
 				switch {
@@ -206,18 +284,14 @@ scrape_configs:
 					continue
 				case len(missing) > 0:
 					t.Logf("SKIP %s: reads %v, not exported yet (notYetExported)", q, missing)
-					mu.Lock()
 					skipped++
-					mu.Unlock()
 					continue
 				}
 				if err := hasRealValues(series, legendLabels(q.t.LegendFormat)); err != nil {
 					t.Errorf("%s: %q: %v", q, expr, err)
 					continue
 				}
-				mu.Lock()
 				checked++
-				mu.Unlock()
 				t.Logf("ok %s: %d series, e.g. %s", q, len(series), series[0])
 			}
 		})
