@@ -18,7 +18,7 @@ func pipelineBoard() *board {
 		title: "leitstand pipeline health",
 		description: "The health of leitstand itself: events received, refused and dropped per receiver, the anonymizer, " +
 			"the pipeline queue, the spool and delivery lag per sink, Elasticsearch bulk latency and errors, " +
-			"rule evaluation and alerts by role. Source: leitstand's own /metrics (leitstand_*).",
+			"forwarding lag from agents, rule evaluation and alerts by role. Source: leitstand's own /metrics (leitstand_*).",
 		tags: []string{"leitstand", "pipeline", "self-monitoring"},
 		from: "now-3h",
 		vars: []variable{
@@ -96,7 +96,7 @@ func pipelineBoard() *board {
 					"Age of the oldest record a sink is still trying to deliver.",
 					q(n("leitstand_spool_oldest_record_age_seconds"), "{{instance}}")).above(60, 600),
 				timeseriesPanel("Delivery lag per sink", units.Short,
-					"Spooled records each sink has yet to receive. For the forward sink this is the agent's lag behind the aggregator.",
+					"Spooled records each sink behind the spool has yet to receive.",
 					q("max by (instance, sink) ("+n("leitstand_spool_sink_lag_records")+")", "{{instance}} {{sink}}")),
 				timeseriesPanel("Delivery failures and spool overflow", "suffix: /s",
 					"Per second: batches a sink failed to accept (retried), events the full spool refused, records it deleted to make room.",
@@ -145,6 +145,19 @@ func pipelineBoard() *board {
 					"Documents sent again per second by reason, and documents written to the dead-letter index by reason.",
 					q(byRate("reason", "leitstand_elasticsearch_retries_total"), "retry {{reason}}"),
 					q(byRate("reason", "leitstand_elasticsearch_dead_lettered_total"), "dead letter {{reason}}")).above(0.01, 1),
+			}},
+			{num: 8, title: "Forwarding (agents to aggregators)", collapsed: true, panels: []*panel{
+				timeseriesPanel("Forward lag", units.Seconds,
+					"Median and 99th percentile, per batch, of the time from the oldest event's @timestamp to the aggregator's acknowledgement: how far behind the agents forward.",
+					q(quantileFromHistogram("0.5", n, "leitstand_forward_lag_seconds", "instance"), "{{instance}} p50"),
+					q(quantileFromHistogram("0.99", n, "leitstand_forward_lag_seconds", "instance"), "{{instance}} p99")).above(30, 300),
+				timeseriesPanel("Forward requests by aggregator and outcome", units.RequestsPerSecond,
+					"Requests per second from the agents to each aggregator URL, by HTTP status code (or error).",
+					q(byRate("url, code", "leitstand_forward_requests_total"), "{{url}} {{code}}")),
+				timeseriesPanel("Forward retries and splits", "suffix: /s",
+					"Requests sent again after a failure (fail-over included), and requests split because an aggregator found them too large.",
+					q(total("leitstand_forward_retries_total"), "retries"),
+					q(total("leitstand_forward_splits_total"), "splits (413)")).above(0.01, 1),
 			}},
 			{num: 7, title: "Rules and alerts", collapsed: true, panels: []*panel{
 				timeseriesPanel("Rule group evaluation time", units.Seconds,
