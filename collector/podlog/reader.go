@@ -56,6 +56,7 @@ type multiline struct {
 // parts and multi-line events, and turns them into events.
 type reader struct {
 	f      *family
+	held   *heldFile
 	src    source
 	file   *os.File
 	info   fileInfo
@@ -124,13 +125,6 @@ type longLine struct {
 	n      int32
 	head   []byte
 	scan   int64 // where the search for the newline continues
-}
-
-func (r *reader) close() {
-	if r.src != nil {
-		r.src.Close()
-		r.src = nil
-	}
 }
 
 // reset forgets everything read after the acknowledged position, so the

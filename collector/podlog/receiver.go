@@ -493,7 +493,7 @@ func (r *Receiver) ensureFamily(podDirName string, pd podDir, container, dir, ba
 	}
 	f := &family{
 		r: r, key: key, dir: dir, base: base, livePath: filepath.Join(dir, base),
-		pod: pd, container: container,
+		pod: pd, container: container, held: map[string]*heldFile{},
 		wake: make(chan struct{}, 1), done: make(chan struct{}),
 	}
 	if r.initial && r.first && r.cfg.StartAt == StartEnd {

@@ -40,6 +40,7 @@ type family struct {
 	rescan atomic.Bool
 	done   chan struct{}
 
+	held     map[string]*heldFile // by content id
 	cur      *reader
 	unacked  atomic.Int64 // bytes on disk not yet acknowledged, at the last look
 	failures int          // batches in a row that were not acknowledged
@@ -74,24 +75,17 @@ func (f *family) labels() []collector.Field {
 
 func (f *family) run(ctx context.Context) {
 	defer close(f.done)
-	defer func() {
-		if f.cur != nil {
-			f.cur.close()
-			f.r.m.filesOpen.Dec()
-			f.cur = nil
-		}
-	}()
+	defer f.closeAll()
 	if k := f.r.kube; k != nil {
 		f.info = k.info(f.pod.UID)
 		k.wait(ctx, f.info, f.r.cfg.Kubernetes.Wait)
 	}
-	var cands []candidate
 	var gone, unready bool
 	var nextScan, notBefore time.Time
 	for ctx.Err() == nil {
 		now := time.Now()
 		if f.rescan.Swap(false) || !now.Before(nextScan) {
-			cands, gone, unready = f.scan(now)
+			gone, unready = f.scan(now)
 			nextScan = now.Add(f.r.cfg.RescanInterval)
 			if unready {
 				// A file without a complete first line yet: look again soon.
@@ -99,9 +93,9 @@ func (f *family) run(ctx context.Context) {
 			}
 		}
 		if f.cur == nil {
-			f.cur = f.open(cands)
+			f.cur = f.pick()
 			if f.cur == nil {
-				if gone {
+				if gone && len(f.held) == 0 {
 					f.r.removeFamily(f)
 					return
 				}
@@ -110,7 +104,6 @@ func (f *family) run(ctx context.Context) {
 				}
 				continue
 			}
-			f.r.m.filesOpen.Inc()
 		}
 		res, submitted := f.step(ctx)
 		switch res {
@@ -170,18 +163,34 @@ func (f *family) backoff(failures int) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-// scan lists the family's files, names each by its content and records
-// every file not seen before. gone: the container directory is no more.
-// unready: a file has no complete first line yet.
-func (f *family) scan(now time.Time) (cands []candidate, gone, unready bool) {
+// heldFile is an open file of the family whose content is not read to its
+// end yet. Holding it open keeps its content readable when the kubelet
+// deletes it (too many rotated files, or the pod is gone) before the agent
+// got to it: the files are the buffer, and an open file stays one.
+type heldFile struct {
+	id   string
+	info fileInfo // as opened (the compressed file's for .gz)
+	src  source
+	file *os.File
+}
+
+// maxHeld bounds the files a family holds open; the kubelet keeps five.
+const maxHeld = 16
+
+// scan lists the family's files, names each by its content, records every
+// file not seen before and holds open the unfinished ones. gone: the
+// container directory is no more. unready: a file has no complete first
+// line yet.
+func (f *family) scan(now time.Time) (gone, unready bool) {
 	entries, err := os.ReadDir(f.dir)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, true, false
+			return true, false
 		}
 		f.r.log.Warn("podlog: listing a container log directory failed", "dir", f.dir, "err", err)
-		return nil, false, false
+		return false, false
 	}
+	var cands []candidate
 	var targetDir, targetBase string
 	add := func(dir, name string, live bool) {
 		p := filepath.Join(dir, name)
@@ -231,7 +240,8 @@ func (f *family) scan(now time.Time) (cands []candidate, gone, unready bool) {
 		}
 	}
 	f.record(cands, now)
-	return cands, false, unready
+	f.hold(cands)
+	return false, unready
 }
 
 // record updates the records of the files found and creates those of new
@@ -270,19 +280,19 @@ func (f *family) record(cands []candidate, now time.Time) {
 		}
 		st.add(rec)
 	}
+	// Held files keep their records alive while they are read, even when
+	// no longer on disk.
+	for id := range f.held {
+		if rec := st.get(id); rec != nil {
+			st.update(rec, func(r *record) { r.Seen = now })
+		}
+	}
 }
 
-// open picks the file to read next: the oldest with an unfinished record.
-// Of several files with one content (a rotated file and its compressed
-// copy, a file and its copytruncate copy) the live one is preferred, then
-// the uncompressed one.
-func (f *family) open(cands []candidate) *reader {
-	sort.SliceStable(cands, func(i, j int) bool {
-		if !cands[i].mtime.Equal(cands[j].mtime) {
-			return cands[i].mtime.Before(cands[j].mtime)
-		}
-		return !cands[i].live && cands[j].live
-	})
+// hold opens the unfinished files not held yet. Of several files with one
+// content (a rotated file and its compressed copy, a live file and its
+// copytruncate copy) the live one is held, else the uncompressed one.
+func (f *family) hold(cands []candidate) {
 	rank := func(c *candidate) int {
 		switch {
 		case c.live:
@@ -292,49 +302,102 @@ func (f *family) open(cands []candidate) *reader {
 		}
 		return 2
 	}
-	var chosen *candidate
-	var rec *record
+	sort.SliceStable(cands, func(i, j int) bool { return rank(&cands[i]) < rank(&cands[j]) })
 	for i := range cands {
 		c := &cands[i]
-		r := f.r.state.get(c.id)
-		if r == nil || r.Finished {
+		if _, ok := f.held[c.id]; ok || len(f.held) >= maxHeld {
 			continue
 		}
-		if chosen == nil {
-			chosen, rec = c, r
+		if rec := f.r.state.get(c.id); rec == nil || rec.Finished {
 			continue
 		}
-		if c.id == chosen.id && rank(c) < rank(chosen) {
-			chosen = c
+		src, file, err := openSource(c.path, c.gz)
+		if err != nil {
+			continue
+		}
+		id, ok, err := fileID(f.key, src)
+		if err != nil || !ok || id != c.id {
+			src.Close() // replaced since it was named; the next scan sees it anew
+			f.rescan.Store(true)
+			continue
+		}
+		info := c.fileInfo
+		if fi, err := file.Stat(); err == nil {
+			info = statInfo(c.path, fi) // the inode actually opened
+			info.gz = c.gz
+		}
+		f.held[c.id] = &heldFile{id: c.id, info: info, src: src, file: file}
+		f.r.m.filesOpen.Inc()
+	}
+	// Let go of files whose records were finished or forgotten.
+	for id, h := range f.held {
+		if rec := f.r.state.get(id); (rec == nil || rec.Finished) && (f.cur == nil || f.cur.id != id) {
+			f.release(h)
+		}
+	}
+}
+
+// pick chooses the held file to read next: rotated files before the live
+// one (which never ends), the least recently written first.
+func (f *family) pick() *reader {
+	var live fileInfo
+	if fi, err := os.Stat(f.livePath); err == nil {
+		live = statInfo(f.livePath, fi)
+	}
+	var chosen *heldFile
+	var chosenTime time.Time
+	chosenLive := false
+	for _, h := range f.held {
+		t := h.info.mtime
+		if fi, err := h.file.Stat(); err == nil {
+			t = fi.ModTime()
+		}
+		isLive := !h.info.gz && sameFile(h.info, live)
+		better := chosen == nil || (chosenLive && !isLive) ||
+			(chosenLive == isLive && (t.Before(chosenTime) || t.Equal(chosenTime) && h.id < chosen.id))
+		if better {
+			chosen, chosenTime, chosenLive = h, t, isLive
 		}
 	}
 	if chosen == nil {
 		return nil
 	}
-	src, file, err := openSource(chosen.path, chosen.gz)
-	if err != nil {
-		f.rescan.Store(true)
+	rec := f.r.state.get(chosen.id)
+	if rec == nil || rec.Finished {
+		f.release(chosen)
 		return nil
 	}
-	id, ok, err := fileID(f.key, src)
-	if err != nil || !ok || id != chosen.id {
-		// replaced between the scan and now
-		src.Close()
+	// A held file may have been truncated and written again since.
+	if id, ok, err := fileID(f.key, chosen.src); err != nil || !ok || id != chosen.id {
+		f.release(chosen)
 		f.rescan.Store(true)
 		return nil
 	}
 	var first [1]byte
-	if _, err := src.ReadAt(first[:], 0); err != nil && !errors.Is(err, io.EOF) {
-		src.Close()
+	if _, err := chosen.src.ReadAt(first[:], 0); err != nil && !errors.Is(err, io.EOF) {
+		f.release(chosen)
 		return nil
 	}
-	info := chosen.fileInfo
-	if fi, err := file.Stat(); err == nil && !chosen.gz {
-		info = statInfo(chosen.path, fi) // the inode actually opened
+	f.r.log.Debug("podlog: reading", "path", chosen.info.path, "offset", rec.Offset)
+	return &reader{f: f, held: chosen, src: chosen.src, file: chosen.file, info: chosen.info, rec: rec, id: chosen.id,
+		format: detectFormat(first[0]), cur: rec.cursor(), finishing: chosen.info.gz}
+}
+
+// release closes a held file.
+func (f *family) release(h *heldFile) {
+	if _, ok := f.held[h.id]; !ok {
+		return
 	}
-	rd := &reader{f: f, src: src, file: file, info: info, rec: rec, id: id, format: detectFormat(first[0]), cur: rec.cursor(), finishing: chosen.gz}
-	f.r.log.Debug("podlog: reading", "path", chosen.path, "offset", rec.Offset)
-	return rd
+	delete(f.held, h.id)
+	h.src.Close()
+	f.r.m.filesOpen.Dec()
+}
+
+func (f *family) closeAll() {
+	for _, h := range f.held {
+		f.release(h)
+	}
+	f.cur = nil
 }
 
 // stepResult says what the family does after a step.
@@ -499,11 +562,12 @@ func (f *family) unreadable(err error) {
 	f.rescan.Store(true)
 }
 
+// drop lets the current file go: it is closed and forgotten by the
+// family (a later scan holds it again if it still has something to read).
 func (f *family) drop() {
 	if f.cur != nil {
-		f.cur.close()
+		f.release(f.cur.held)
 		f.cur = nil
-		f.r.m.filesOpen.Dec()
 	}
 }
 
