@@ -89,6 +89,9 @@ type spanCtx struct {
 // to fields of their own.
 type attrState struct {
 	release, environment, op, statusMessage, host, segment, segmentID, sdkName, sdkVersion, parentID string
+	// log: the attributes are a log record's, whose server.address names
+	// the host (a span's names the peer it served).
+	log bool
 }
 
 // span reads one span, of a transaction (v1: description, timestamp, data)
@@ -322,7 +325,7 @@ func (n *normalizer) logRecord() error {
 	var ts time.Time
 	var hasTS bool
 	var traceID, spanID, level, body, severity string
-	var a attrState
+	a := attrState{log: true}
 	first := true
 	for k, ok := s.member(&first); ok; k, ok = s.member(&first) {
 		switch string(k) {
@@ -465,6 +468,11 @@ func (n *normalizer) attribute(e *collector.Event, a *attrState, key, val string
 	case "sentry.status.message":
 		a.statusMessage = val
 	case "sentry.server.address":
+		a.host = val
+	case "server.address":
+		if !a.log {
+			return false
+		}
 		a.host = val
 	case "sentry.segment.name":
 		a.segment = val

@@ -108,7 +108,6 @@ type project struct {
 	tenant    string
 	origins   map[string]bool
 	anyOrigin bool
-	forward   *dsn
 }
 
 // exc is one exception value; frames are n.frames[f0:f1].
@@ -766,6 +765,7 @@ func (n *normalizer) stackTrace(platform string) string {
 // app), otherwise the message template. It is 32 hex digits of a SHA-256.
 func (n *normalizer) groupingKey(main *exc, st *eventState) string {
 	out := n.scratch[:0]
+	custom := false
 	if st.fingerprint != "" {
 		s := &n.s
 		s.reset(unsafe.Slice(unsafe.StringData(st.fingerprint), len(st.fingerprint)), &n.b.Arena)
@@ -782,13 +782,16 @@ func (n *normalizer) groupingKey(main *exc, st *eventState) string {
 				out = n.defaultGrouping(out, main, st)
 			} else {
 				out = append(out, v...)
+				custom = true
 			}
 		}
 		if s.err != nil {
 			return ""
 		}
-	} else {
-		out = n.defaultGrouping(out, main, st)
+	}
+	if !custom {
+		// no fingerprint, or only "{{ default }}": the default key
+		out = n.defaultGrouping(out[:0], main, st)
 		if len(out) == 0 {
 			return ""
 		}

@@ -56,8 +56,6 @@ func (s *scanner) fail(msg string) {
 	s.pos = len(s.data)
 }
 
-func (s *scanner) ok() bool { return s.err == nil }
-
 // ws skips whitespace.
 func (s *scanner) ws() {
 	if s.pos >= len(s.data) {

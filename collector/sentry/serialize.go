@@ -9,8 +9,8 @@ import (
 	"github.com/leitstand/leitstand/collector"
 )
 
-// sentryEvent is a scrubbed event's fields by their meaning, read in one pass, for
-// turning it back into Sentry's format.
+// sentryEvent is a scrubbed event's fields by their meaning, read in one
+// pass, for turning it back into Sentry's format.
 type sentryEvent struct {
 	e                                         *collector.Event
 	dataset, project                          string
@@ -24,7 +24,7 @@ type sentryEvent struct {
 	userID, userEmail, userName, userFull     string
 	userSegment, userGeo, userData, sourceIP  string
 	url, query, method, headers, cookies      string
-	cookiesRaw, body, bodyRaw, reqEnv         string
+	body, bodyRaw, reqEnv                     string
 	sdkName, sdkVersion, attributes           string
 	slug, checkInID, checkInStatus            string
 	labels                                    []collector.Field
