@@ -100,7 +100,7 @@ type fixture struct {
 	pipe *pipeline.Pipeline
 	reg  *prometheus.Registry
 	srv  *httptest.Server
-	log  *bytes.Buffer
+	log  *syncBuffer
 	anon *anonymize.Anonymizer
 
 	mu   sync.Mutex
@@ -132,6 +132,12 @@ func (b *syncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.Buffer.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.Buffer.String()
 }
 
 func newFixture(t testing.TB, o fixtureOpt) *fixture {
@@ -180,7 +186,7 @@ func newFixture(t testing.TB, o fixtureOpt) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fx := &fixture{r: r, sink: sink, pipe: p, reg: reg, log: &logBuf.Buffer, anon: anon}
+	fx := &fixture{r: r, sink: sink, pipe: p, reg: reg, log: logBuf, anon: anon}
 	inner := r.Handler()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		fx.mu.Lock()
