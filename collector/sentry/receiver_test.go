@@ -492,3 +492,24 @@ func TestDevKey(t *testing.T) {
 		})
 	}
 }
+
+func TestReceiverLifecycle(t *testing.T) {
+	for _, steps := range [][]string{{"shutdown"}, {"shutdown", "shutdown"}, {"start", "shutdown", "start"}} {
+		f := newFixture(t, fixtureOpt{})
+		for _, s := range steps {
+			var err error
+			if s == "start" {
+				err = f.r.Start(context.Background())
+			} else {
+				err = f.r.Shutdown(context.Background())
+			}
+			if err != nil {
+				t.Fatalf("%v: %s: %v", steps, s, err)
+			}
+		}
+		code, _, _ := f.post(t, envPath, eventEnvelope(minimalEvent), authHeader()...)
+		if want := map[bool]int{true: 200, false: 503}[steps[len(steps)-1] == "start"]; code != want {
+			t.Errorf("%v: %d, want %d", steps, code, want)
+		}
+	}
+}
