@@ -36,8 +36,10 @@ type Sink struct {
 	creds   *credentials
 	targets *targets
 	// mode is cfg.Mode unless the cluster has no data streams; set by the
-	// first setup, before ready is.
-	mode string
+	// first setup, before ready is, and settled from then on. Only the
+	// supervisor goroutine touches settled.
+	mode    string
+	settled bool
 
 	// lim bounds the bulk requests in flight across concurrent Consume
 	// calls, adapting to the cluster's 429s.
@@ -229,7 +231,9 @@ func (s *Sink) setup(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if s.mode == ModeDataStream && !info.atLeast(7, 9) {
+	// The mode is settled before the first Consume can run and never
+	// changes after, so Consume reads it without a lock.
+	if !s.settled && s.mode == ModeDataStream && !info.atLeast(7, 9) {
 		s.log.Warn("elasticsearch: the cluster has no data streams; writing to daily indices",
 			"version", info.Version, "index_prefix", s.cfg.IndexPrefix)
 		s.mode = ModeIndex
@@ -244,6 +248,7 @@ func (s *Sink) setup(ctx context.Context) error {
 			return err
 		}
 	}
+	s.settled = true
 	s.log.Info("elasticsearch: cluster ready", "peers", s.cfg.URLs, "version", info.Version, "health", info.Health,
 		"mode", s.mode, "templates_written", written)
 	return nil
