@@ -99,8 +99,9 @@ type Listener struct {
 	// datagram socket (udp, unix); bursts beyond it are dropped by the
 	// kernel and counted. Default 8MiB.
 	SocketBufferBytes config.ByteSize `yaml:"socket_buffer_bytes"`
-	// Readers is how many goroutines read a datagram socket (udp, unix).
-	// Default: the number of CPUs, at least 2.
+	// Readers is how many sockets and goroutines receive on a udp port
+	// (SO_REUSEPORT; the kernel spreads senders over them). A unix socket
+	// has one reader. Default: the number of CPUs, at least 2.
 	Readers int `yaml:"readers"`
 	// SocketMode is the file mode of a unix socket, in octal. Default 0660.
 	SocketMode string `yaml:"socket_mode"`

@@ -190,6 +190,9 @@ func (c *conn) serve() {
 	if l.tls != nil {
 		tc := tls.Server(c.raw, l.tls)
 		_ = c.raw.SetDeadline(time.Now().Add(l.cfg.ReadTimeout))
+		if at, stop := r.stopping(); stop {
+			_ = c.raw.SetDeadline(at) // Shutdown's wake-up may have come first
+		}
 		if err := tc.HandshakeContext(r.ctx); err != nil {
 			pm.rejected("tls_handshake")
 			r.log.Debug("syslog: TLS handshake failed", "peer", c.src, "err", err)
