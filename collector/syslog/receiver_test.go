@@ -606,3 +606,30 @@ func TestManyTinyFramesInOneRead(t *testing.T) {
 		t.Fatalf("%d of %d events arrived while the sender was silent", got, n)
 	}
 }
+
+// A busy stream whose reads always end inside a frame is not a stalled
+// frame: read_timeout bounds one frame, not the connection.
+func TestSteadyStreamOutlivesReadTimeout(t *testing.T) {
+	cfg := testConfig(ProtoTCP)
+	cfg.Listeners[0].ReadTimeout = 200 * time.Millisecond
+	h := startHarness(t, cfg)
+	c := dial(t, h, 0)
+	var b strings.Builder
+	const n = 400
+	for i := 0; i < n; i++ {
+		b.WriteString(markerFrame(fmt.Sprintf("steady-%04d", i)))
+	}
+	stream := b.String()
+	// About 1.5s of writes, each ending in the middle of a frame.
+	step := len(stream)/150 + 1
+	for off := 0; off < len(stream); off += step {
+		write(t, c, stream[off:min(off+step, len(stream))])
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := h.waitCount(n, 10*time.Second); got != n {
+		t.Fatalf("%d of %d events", got, n)
+	}
+	if r := h.metric("leitstand_syslog_connections_closed_total", "protocol", "tcp", "reason", "read_timeout"); r != 0 {
+		t.Errorf("a busy connection was closed for read_timeout")
+	}
+}

@@ -257,6 +257,9 @@ func (c *conn) read() (reason string) {
 				if ok {
 					s.dec.add(s.batch(), fr, c.src)
 					ref = true
+					// What is left begins a new frame: read_timeout
+					// bounds one frame, not a busy connection.
+					frameStart = time.Time{}
 				} else if n == 0 {
 					return
 				}
@@ -277,6 +280,9 @@ func (c *conn) read() (reason string) {
 
 	for {
 		now := time.Now()
+		// A frame is in progress while bytes wait for their end or the
+		// rest of an over-long frame is being skipped; frameStart is when
+		// that began (reset whenever a frame completes).
 		inFrame := (buf != nil && start < len(*buf)) || f.discard > 0 || f.discardLine
 		if !inFrame {
 			frameStart = time.Time{}
