@@ -128,6 +128,7 @@ func (l *listener) readDatagrams(i int) {
 	oob := make([]byte, oobSize)
 	var lastAddr netip.Addr
 	lastSrc := ""
+	var armed time.Time // the read deadline last set, to skip setting it again per datagram
 
 	flush := func() {
 		if ref {
@@ -146,9 +147,15 @@ func (l *listener) readDatagrams(i int) {
 		if at, stop := r.stopping(); stop && (deadline.IsZero() || at.Before(deadline)) {
 			deadline = at
 		}
-		_ = pc.SetReadDeadline(deadline)
+		if !deadline.Equal(armed) {
+			_ = pc.SetReadDeadline(deadline)
+			armed = deadline
+		}
+		// Shutdown sets the deadline from outside; look again after
+		// setting ours so it is not overwritten.
 		if at, stop := r.stopping(); stop && (deadline.IsZero() || at.Before(deadline)) {
 			_ = pc.SetReadDeadline(at)
+			armed = at
 		}
 
 		if cap(*buf)-len(*buf) < maxMsg+1 {
