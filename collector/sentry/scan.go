@@ -206,6 +206,16 @@ func (s *scanner) scanString() (int, bool) {
 	i := s.pos
 	simple := true
 	for i < len(d) {
+		// The common case, plain text, in a tight loop of table lookups.
+		for i+4 <= len(d) && !stringStop[d[i]] && !stringStop[d[i+1]] && !stringStop[d[i+2]] && !stringStop[d[i+3]] {
+			i += 4
+		}
+		for i < len(d) && !stringStop[d[i]] {
+			i++
+		}
+		if i >= len(d) {
+			break
+		}
 		c := d[i]
 		if c == '"' {
 			s.pos = i + 1
@@ -244,6 +254,16 @@ func (s *scanner) scanString() (int, bool) {
 	s.fail("unterminated string")
 	return 0, false
 }
+
+// stringStop marks the bytes that end a run of plain string text: the
+// quote, the backslash and control characters.
+var stringStop = func() (t [256]bool) {
+	for c := 0; c < 0x20; c++ {
+		t[c] = true
+	}
+	t['"'], t['\\'] = true, true
+	return t
+}()
 
 func isHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' }
 
