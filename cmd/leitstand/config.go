@@ -16,6 +16,7 @@ import (
 	"github.com/leitstand/leitstand/collector/sink/elasticsearch"
 	"github.com/leitstand/leitstand/collector/sink/file"
 	"github.com/leitstand/leitstand/collector/spool"
+	"github.com/leitstand/leitstand/collector/syslog"
 	"github.com/leitstand/leitstand/internal/config"
 )
 
@@ -33,6 +34,8 @@ type Config struct {
 	Pipeline pipeline.Config `yaml:"pipeline"`
 	// Ingest is the NDJSON intake at /v1/ingest.
 	Ingest httpin.Config `yaml:"ingest"`
+	// Syslog is the syslog receiver (UDP, TCP, TLS, Unix datagram).
+	Syslog syslog.Config `yaml:"syslog"`
 	// Anonymize is the stage every event passes before any sink.
 	Anonymize anonymize.Config `yaml:"anonymize"`
 	// Spool is the durable queue in front of the sinks that talk to peers
@@ -69,6 +72,7 @@ func DefaultConfig(dataDir string) Config {
 		HTTP:            httpserver.DefaultConfig(),
 		Pipeline:        pipeline.DefaultConfig(),
 		Ingest:          httpin.DefaultConfig(),
+		Syslog:          syslog.DefaultConfig(),
 		Anonymize:       anonymize.DefaultConfig(),
 		Spool:           spool.DefaultConfig(),
 		Sinks:           SinksConfig{File: file.DefaultConfig(), Elasticsearch: elasticsearch.DefaultConfig()},
@@ -137,6 +141,7 @@ func (c *Config) Validate() error {
 	errs.Nest("http", c.HTTP.Validate())
 	errs.Nest("pipeline", c.Pipeline.Validate())
 	errs.Nest("ingest", c.Ingest.Validate())
+	errs.Nest("syslog", c.Syslog.Validate())
 	errs.Nest("anonymize", c.Anonymize.Validate())
 	errs.Nest("sinks.file", c.Sinks.File.Validate())
 	errs.Nest("sinks.elasticsearch", c.Sinks.Elasticsearch.Validate())
@@ -172,6 +177,9 @@ func (c *Config) Summary() string {
 			auth = "bearer tokens"
 		}
 		parts = append(parts, "ingest "+httpin.Path+" with "+auth)
+	}
+	if c.Syslog.Enabled {
+		parts = append(parts, "syslog "+c.Syslog.Describe())
 	}
 	var sinks []string
 	if c.Sinks.File.Enabled {

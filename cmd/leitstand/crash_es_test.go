@@ -148,7 +148,7 @@ spool:
 func restartDaemon(t *testing.T, d *daemonProcess) *daemonProcess {
 	t.Helper()
 	bin, _ := buildBinary()
-	n := &daemonProcess{url: d.url, data: d.data, stderr: &bytes.Buffer{}, exited: make(chan error, 1)}
+	n := &daemonProcess{url: d.url, syslog: d.syslog, data: d.data, stderr: &bytes.Buffer{}, exited: make(chan error, 1)}
 	n.cmd = execCommand(bin, d.cmd.Args[1:]...)
 	n.cmd.Stderr = &lockedWriter{w: n.stderr}
 	if err := n.cmd.Start(); err != nil {

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/leitstand/leitstand/internal/peers"
 )
 
 // buildBinary builds leitstand once per test run.
@@ -38,9 +40,20 @@ var buildBinary = sync.OnceValues(func() (string, error) {
 type daemonProcess struct {
 	cmd    *exec.Cmd
 	url    string
+	syslog string // host:port of the UDP and TCP syslog listeners
 	data   string
 	stderr *bytes.Buffer
 	exited chan error
+}
+
+// freeUDPAndTCPPort returns a port free for both protocols.
+func freeUDPAndTCPPort(t testing.TB) int {
+	t.Helper()
+	p, err := peers.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 func freePort(t testing.TB) int {
@@ -63,12 +76,15 @@ func startDaemon(t testing.TB, extraConfig string) *daemonProcess {
 	}
 	dir := t.TempDir()
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	syslogAddr := fmt.Sprintf("127.0.0.1:%d", freeUDPAndTCPPort(t))
 	cfgFile := filepath.Join(dir, "leitstand.yaml")
-	cfg := "http:\n  listen: " + addr + "\n" + extraConfig
+	cfg := "http:\n  listen: " + addr + "\n" +
+		"syslog:\n  listeners:\n    - {protocol: udp, address: " + syslogAddr + "}\n    - {protocol: tcp, address: " + syslogAddr + "}\n" +
+		extraConfig
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	d := &daemonProcess{url: "http://" + addr, data: filepath.Join(dir, "data"), stderr: &bytes.Buffer{}, exited: make(chan error, 1)}
+	d := &daemonProcess{url: "http://" + addr, syslog: syslogAddr, data: filepath.Join(dir, "data"), stderr: &bytes.Buffer{}, exited: make(chan error, 1)}
 	d.cmd = execCommand(bin, "run", "-config", cfgFile, "-data", d.data)
 	d.cmd.Stderr = &lockedWriter{w: d.stderr}
 	if err := d.cmd.Start(); err != nil {

@@ -22,6 +22,7 @@ import (
 	"github.com/leitstand/leitstand/collector/sink/elasticsearch"
 	"github.com/leitstand/leitstand/collector/sink/file"
 	"github.com/leitstand/leitstand/collector/spool"
+	"github.com/leitstand/leitstand/collector/syslog"
 	"github.com/leitstand/leitstand/collector/telemetry"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -85,6 +86,9 @@ type daemon struct {
 	downstream []collector.Sink
 	stopping   atomic.Bool
 
+	// receivers besides the HTTP listener; they start last and stop first.
+	receivers []namedComponent
+
 	// started lists what start has started, so stop can stop exactly that,
 	// in reverse: receivers first, then the pipeline, then the sinks.
 	started []namedComponent
@@ -128,6 +132,14 @@ func build(cfg Config, dataDir string, log *slog.Logger) (*daemon, error) {
 	}
 	d.pipe = pipeline.New(cfg.Pipeline, []collector.Stage{anon}, d.sinks, m, log.With("component", "pipeline"))
 
+	if cfg.Syslog.Enabled {
+		sl, err := syslog.New(cfg.Syslog, d.pipe, m, reg, log.With("component", "syslog"))
+		if err != nil {
+			return nil, err
+		}
+		d.receivers = append(d.receivers, namedComponent{"syslog", sl})
+	}
+
 	mux := http.NewServeMux()
 	if cfg.Ingest.Enabled {
 		ingest, err := httpin.New(cfg.Ingest, d.pipe, m, log.With("component", "ingest"))
@@ -169,7 +181,9 @@ func (d *daemon) start() error {
 	for _, s := range d.sinks {
 		order = append(order, namedComponent{"sink " + s.Name(), s})
 	}
-	order = append(order, namedComponent{"pipeline", d.pipe}, namedComponent{"http", d.http})
+	order = append(order, namedComponent{"pipeline", d.pipe})
+	order = append(order, d.receivers...)
+	order = append(order, namedComponent{"http", d.http})
 	for _, nc := range order {
 		if err := nc.c.Start(context.Background()); err != nil {
 			stopErr := d.stop(10 * time.Second)
