@@ -52,15 +52,22 @@ func runGenerator(spec string) error {
 
 // generate runs the generator process and waits for it.
 func generate(b *testing.B, addr string, count, size int) {
+	if err := generateErr(addr, count, size); err != nil {
+		b.Fatal(err)
+	}
+}
+
+func generateErr(addr string, count, size int) error {
 	self, err := os.Executable()
 	if err != nil {
-		b.Fatal(err)
+		return err
 	}
 	cmd := exec.Command(self, "-test.run=^$")
 	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s %d %d", generatorEnv, addr, count, size))
 	if out, err := cmd.CombinedOutput(); err != nil {
-		b.Fatalf("generator: %v\n%s", err, out)
+		return fmt.Errorf("generator: %v\n%s", err, out)
 	}
+	return nil
 }
 
 // procCPU is the user+system CPU time of a process, from /proc/PID/stat.
