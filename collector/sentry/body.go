@@ -33,9 +33,13 @@ type decoders struct {
 	bufs            sync.Pool // *bufio.Reader, for deflate's peek
 }
 
+// errInflight: the body grew past the in-flight room that could be had.
+var errInflight = errors.New("no in-flight room")
+
 // readBody reads r's body, decompressed, into buf: at most maxBody bytes
 // from the wire and at most maxDecompressed bytes after decompression.
-func (d *decoders) readBody(r *http.Request, maxBody int64, buf *[]byte) error {
+// grow is asked for room before the body grows past what it has granted.
+func (d *decoders) readBody(r *http.Request, maxBody int64, buf *[]byte, grow func(int64) bool) error {
 	if r.ContentLength > maxBody {
 		return &bodyError{http.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes is over the limit of %d bytes", r.ContentLength, maxBody)}
 	}
@@ -86,7 +90,10 @@ func (d *decoders) readBody(r *http.Request, maxBody int64, buf *[]byte) error {
 	}
 	// Read one byte past the limit to tell "exactly at" from "over", and
 	// stop there: a bomb is never unpacked further.
-	n, err := readAll(buf, io.LimitReader(src, d.maxDecompressed+1))
+	n, err := readAll(buf, io.LimitReader(src, d.maxDecompressed+1), grow)
+	if err == errInflight {
+		return err
+	}
 	if err != nil {
 		return d.readError(err, encoding)
 	}
@@ -111,13 +118,22 @@ func (d *decoders) readError(err error, encoding string) error {
 	return &bodyError{http.StatusBadRequest, fmt.Sprintf("reading the body: %v", err)}
 }
 
-func readAll(buf *[]byte, r io.Reader) (int64, error) {
+// readChunk is the most readAll reads at once, so its reservation follows
+// the body closely.
+const readChunk = 64 << 10
+
+func readAll(buf *[]byte, r io.Reader, grow func(int64) bool) (int64, error) {
 	b := (*buf)[:0]
 	for {
 		if len(b) == cap(b) {
 			b = append(b, 0)[:len(b)]
 		}
-		n, err := r.Read(b[len(b):cap(b)])
+		end := min(cap(b), len(b)+readChunk)
+		if !grow(int64(end)) {
+			*buf = b
+			return int64(len(b)), errInflight
+		}
+		n, err := r.Read(b[len(b):end])
 		b = b[:len(b)+n]
 		if err == io.EOF {
 			*buf = b

@@ -307,28 +307,67 @@ func (r *Receiver) authorize(w http.ResponseWriter, rq *request, key string) boo
 	return true
 }
 
-// readBody reserves in-flight room and reads the body. On false it has
-// answered.
+// readBody reads the body, reserving in-flight room as it grows: a small
+// body holds little, so compressed requests (all of sentry-python's) do
+// not each hold max_decompressed_bytes. The first reservation waits as the
+// queue policy says; growing does not wait (a request that holds room and
+// waits for more could wait for others that do the same), it answers 429.
+// On false it has answered.
 func (r *Receiver) readBody(w http.ResponseWriter, req *http.Request, rq *request) (*[]byte, int64, bool) {
-	reserve := int64(r.cfg.MaxDecompressedBytes)
+	initial := int64(64 << 10)
 	if enc := req.Header.Get("Content-Encoding"); req.ContentLength > 0 && (enc == "" || enc == "identity") {
-		reserve = min(req.ContentLength, reserve)
+		initial = req.ContentLength
 	}
-	if !r.reserve(req.Context(), reserve) {
-		w.Header().Set("Retry-After", strconv.Itoa(int(r.cfg.RetryAfter.Seconds())))
-		r.refuse(w, rq.endpoint, "inflight_full", http.StatusTooManyRequests, "too many request bodies in flight; retry later")
+	res := reservation{r: r, limit: min(int64(r.cfg.MaxDecompressedBytes)+1, int64(r.cfg.MaxInflightBytes))}
+	initial = min(initial, res.limit)
+	if !r.reserve(req.Context(), initial) {
+		r.refuseInflight(w, rq)
 		return nil, 0, false
 	}
+	res.held = initial
 	buf := collector.GetBuffer()
-	if err := r.dec.readBody(req, int64(r.cfg.MaxBodyBytes), buf); err != nil {
+	if err := r.dec.readBody(req, int64(r.cfg.MaxBodyBytes), buf, res.grow); err != nil {
 		collector.PutBuffer(buf)
-		r.inflight.Release(reserve)
+		r.inflight.Release(res.held)
+		if err == errInflight {
+			r.refuseInflight(w, rq)
+			return nil, 0, false
+		}
 		be := err.(*bodyError)
 		r.refuse(w, rq.endpoint, statusOutcome(be.status), be.status, be.reason)
 		return nil, 0, false
 	}
 	r.c.BytesReceived(len(*buf))
-	return buf, reserve, true
+	return buf, res.held, true
+}
+
+func (r *Receiver) refuseInflight(w http.ResponseWriter, rq *request) {
+	w.Header().Set("Retry-After", strconv.Itoa(int(r.cfg.RetryAfter.Seconds())))
+	r.refuse(w, rq.endpoint, "inflight_full", http.StatusTooManyRequests, "too many request bodies in flight; retry later")
+}
+
+// reservation is the in-flight room one body holds.
+type reservation struct {
+	r     *Receiver
+	held  int64
+	limit int64
+}
+
+// grow makes the reservation at least n bytes, doubling to spare the
+// semaphore; false when there is no room.
+func (res *reservation) grow(n int64) bool {
+	if n <= res.held {
+		return true
+	}
+	want := min(max(n, 2*res.held), res.limit)
+	if want < n {
+		return true // past the limit: the reader refuses the body itself
+	}
+	if !res.r.inflight.TryAcquire(want - res.held) {
+		return false
+	}
+	res.held = want
+	return true
 }
 
 // reserve waits for in-flight room as the queue policy says.

@@ -513,3 +513,45 @@ func TestReceiverLifecycle(t *testing.T) {
 		}
 	}
 }
+
+// TestInflight: bodies hold in-flight room as they grow, so many small
+// compressed requests fit where one large one would not, and a body that
+// cannot get room is answered 429, not read on.
+func TestInflight(t *testing.T) {
+	f := newFixture(t, fixtureOpt{gate: true, cfg: func(c *Config) {
+		c.MaxBodyBytes = 1 << 20
+		c.MaxDecompressedBytes = 4 << 20
+		c.MaxInflightBytes = 4 << 20
+		c.Queue = pipeline.Policy{WhenFull: pipeline.Block, BlockTimeout: 50 * time.Millisecond}
+	}})
+	small := compress(t, "gzip", eventEnvelope(minimalEvent))
+	// Twenty compressed requests wait in the gated sink at once: each
+	// holds 64 KiB, not 4 MiB.
+	codes := make(chan int, 20)
+	for i := 0; i < 20; i++ {
+		go func() {
+			code, _, _ := f.post(t, envPath, small, append(authHeader(), "Content-Encoding", "gzip")...)
+			codes <- code
+		}()
+	}
+	waitFor(t, 10*time.Second, "twenty requests in the pipeline", func() bool {
+		return metricValue(t, f, "leitstand_queue_depth_events") == 20
+	})
+	// A large body now finds no room to grow into.
+	big := compress(t, "gzip", eventEnvelope(`{"extra":{"pad":"`+strings.Repeat("x", 3<<20)+`"}}`))
+	code, _, h := f.post(t, envPath, big, append(authHeader(), "Content-Encoding", "gzip")...)
+	if code != 429 || !strings.Contains(h.Get("X-Sentry-Error"), "in flight") {
+		t.Errorf("large body: %d %s", code, h.Get("X-Sentry-Error"))
+	}
+	close(f.sink.gate)
+	for i := 0; i < 20; i++ {
+		if code := <-codes; code != 200 {
+			t.Errorf("small request: %d", code)
+		}
+	}
+	// With the room back, the large body is read (and refused for its size).
+	code, _, h = f.post(t, envPath, big, append(authHeader(), "Content-Encoding", "gzip")...)
+	if code != 413 || !strings.Contains(h.Get("X-Sentry-Error"), "max_event_bytes") {
+		t.Errorf("large body later: %d %s", code, h.Get("X-Sentry-Error"))
+	}
+}
