@@ -64,7 +64,7 @@ func TestSyslogThroughTheDaemon(t *testing.T) {
 	}
 	for path, want := range map[string]any{
 		"event.dataset":            "syslog",
-		"log.syslog.severity.name": "warning",
+		"log.syslog.severity.name": "Warning", // ECS spells names capitalised
 		"log.syslog.facility.name": "auth",
 		"process.name":             "shop-api",
 		"log.syslog.msgid":         "LOGIN",
