@@ -245,6 +245,8 @@ func (r *Receiver) projectFromPath(req *http.Request) *project {
 
 // request is the state of one request between the steps of serve.
 type request struct {
+	// ctx ends when the client goes away: waiting for queue room stops then.
+	ctx      context.Context
 	endpoint string
 	p        *project
 	key      string
@@ -257,7 +259,7 @@ type request struct {
 // begin runs the checks before the body is read: shutdown, project, key
 // from headers and query, origin. It answers the refusals itself.
 func (r *Receiver) begin(w http.ResponseWriter, req *http.Request, endpoint string) (*request, bool) {
-	rq := &request{endpoint: endpoint}
+	rq := &request{ctx: req.Context(), endpoint: endpoint}
 	rq.clientName, rq.clientVersion = requestClient(req)
 	if r.closing.Load() {
 		w.Header().Set("Retry-After", "5")
@@ -269,6 +271,10 @@ func (r *Receiver) begin(w http.ResponseWriter, req *http.Request, endpoint stri
 		return nil, false
 	}
 	rq.p = r.projectFromPath(req)
+	if rq.p == nil {
+		r.refuse(w, endpoint, "forbidden", http.StatusForbidden, "unknown project")
+		return nil, false
+	}
 	key, err := requestKey(req)
 	if err != nil {
 		ae := err.(*authError)
@@ -292,8 +298,6 @@ func (r *Receiver) authorize(w http.ResponseWriter, rq *request, key string) boo
 	ki := r.keys[key]
 	var err *authError
 	switch {
-	case rq.p == nil:
-		err = &authError{http.StatusForbidden, "unknown project"}
 	case ki == nil:
 		err = errUnknownKey
 	case ki.project != rq.p:
@@ -439,7 +443,7 @@ func (r *Receiver) dsnAuth(w http.ResponseWriter, rq *request, raw string) bool 
 		r.refuse(w, rq.endpoint, "unauthorized", http.StatusUnauthorized, "the envelope's dsn is not valid: "+err.Error())
 		return false
 	}
-	if id, _ := strconv.ParseUint(d.project, 10, 64); rq.p == nil || id != rq.p.id {
+	if id, _ := strconv.ParseUint(d.project, 10, 64); id != rq.p.id {
 		r.refuse(w, rq.endpoint, "forbidden", errDSNProject.status, errDSNProject.reason)
 		return false
 	}
@@ -556,7 +560,11 @@ func (r *Receiver) submit(w http.ResponseWriter, rq *request, b *collector.Batch
 		r.fwd.hold(b, rq.ki.project, n.env, held)
 	}
 	if events > 0 {
-		err = r.next.Submit(context.Background(), b, r.cfg.Queue)
+		ctx := rq.ctx
+		if ctx == nil {
+			ctx = context.Background()
+		}
+		err = r.next.Submit(ctx, b, r.cfg.Queue)
 	}
 	if r.fwd != nil && len(held) > 0 {
 		r.fwd.release(b, err == nil)
