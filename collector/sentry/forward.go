@@ -324,7 +324,7 @@ func (f *Forwarder) scrubItem(it *item) ([2][]byte, bool) {
 	h.str("type", it.hdr.typ)
 	h.key("length")
 	h.b = strconv.AppendInt(h.b, int64(len(out)), 10)
-	h.str("content_type", it.hdr.contentType)
+	h.str("content_type", f.scrub.ScrubString(it.hdr.contentType))
 	h.str("filename", f.scrub.ScrubString(it.hdr.filename))
 	h.str("attachment_type", it.hdr.attachType)
 	return [2][]byte{h.close(), out}, true
