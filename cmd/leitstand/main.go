@@ -14,6 +14,9 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	// Zone names in syslog.rfc3164.timezone must work in minimal containers
+	// that have no zoneinfo.
+	_ "time/tzdata"
 
 	"github.com/leitstand/leitstand/internal/config"
 )
