@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-
 )
 
 // FuzzRuleFile feeds arbitrary rule files through the loader: it must
