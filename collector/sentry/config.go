@@ -95,7 +95,8 @@ type Key struct {
 	PublicKeyFile string `yaml:"public_key_file"`
 	// RateLimits maps a Sentry data category to a limit for this key:
 	// error (event items: errors and messages), transaction, span,
-	// log_item (one per log record), monitor (check-ins), attachment,
+	// log_item (one per log record, as the item's item_count says),
+	// monitor (check-ins), attachment,
 	// session, profile, replay, feedback. Over the limit, items of the
 	// category are refused and the SDK is told to back off with
 	// X-Sentry-Rate-Limits. Default none.

@@ -1092,7 +1092,11 @@ func (n *normalizer) request(e *collector.Event) {
 		case "data":
 			n.stringOrRaw(e, fReqBody, fReqData)
 		case "cookies":
-			n.stringOrRaw(e, fReqCookies, fReqCookies)
+			// A string, as in the Cookie header, whatever form the SDK
+			// used, so that the field has one type in an index.
+			if c := n.cookies(); c != "" {
+				e.Add(fReqCookies, collector.KindString, c)
+			}
 		case "headers":
 			n.headers(e)
 		case "env":
@@ -1146,6 +1150,48 @@ func (n *normalizer) stringOrRaw(e *collector.Event, skey, rkey string) {
 	default:
 		s.skip()
 	}
+}
+
+// cookies reads cookies as text ("a=1; b=2"), from text, pairs or an
+// object.
+func (n *normalizer) cookies() string {
+	s := &n.s
+	switch s.peek() {
+	case '"':
+		v, _ := s.str()
+		return v
+	case '[', '{':
+	default:
+		s.skip()
+		return ""
+	}
+	out := n.scratch[:0]
+	add := func(k, v string) {
+		if len(out) > 0 {
+			out = append(out, "; "...)
+		}
+		out = append(append(append(out, k...), '='), v...)
+	}
+	if s.peek() == '[' {
+		s.array()
+		first := true
+		for s.element(&first) {
+			if k, v, ok := n.pair(); ok {
+				add(k, v)
+			}
+		}
+	} else {
+		s.object()
+		first := true
+		for k, ok := s.member(&first); ok; k, ok = s.member(&first) {
+			key := s.stableKey(k)
+			if v, ok := s.str(); ok {
+				add(key, v)
+			}
+		}
+	}
+	n.scratch = out
+	return n.b.Arena.String(out)
 }
 
 // queryString reads a query as text, or as pairs or an object, which it

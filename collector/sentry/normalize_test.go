@@ -101,7 +101,7 @@ func TestGoldenSamples(t *testing.T) {
 				t.Fatalf("%v (run with -update to create it)", err)
 			}
 			if !bytes.Equal(out.Bytes(), want) {
-				t.Errorf("the mapping of %s changed; if that is meant, run go test -run TestGoldenSamples -update\n got %s\nwant %s", name, out.Bytes(), want)
+				t.Errorf("the mapping of %s changed; if that is meant, run go test ./collector/sentry/ -run TestGoldenSamples -update\n got %s\nwant %s", name, out.Bytes(), want)
 			}
 		})
 	}
@@ -168,7 +168,7 @@ func TestEventFormats(t *testing.T) {
 		"error.stack_trace": "E: v\n    at m.f (f.go:3)", "sentry.exception": `[{"type":"E","value":"v","stacktrace":{"frames":[{"function":"f","module":"m","filename":"f.go","lineno":3,"in_app":true}]}}]`,
 		"sentry.breadcrumbs": `[{"message":"b"}]`, "labels.a_b": "1", "labels.n": "2",
 		"url.full": "http://x/p?q=1&r=2", "url.query": "q=1&r=2", "user_agent.original": "ua", "http.request.referrer": "http://ref",
-		"http.request.headers": `[["User-Agent","ua"],["Referer","http://ref"]]`, "http.request.cookies": `{"c":"v"}`, "http.request.body.data": `{"k":"v"}`,
+		"http.request.headers": `[["User-Agent","ua"],["Referer","http://ref"]]`, "http.request.cookies": "c=v", "http.request.body.data": `{"k":"v"}`,
 		"user.id": "42", "user.geo": `{"city":"Berlin"}`, "event.id": "0123456789abcdef0123456789abcdef",
 	}
 	for k, v := range want {

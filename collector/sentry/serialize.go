@@ -28,7 +28,6 @@ type sentryEvent struct {
 	sdkName, sdkVersion, attributes           string
 	slug, checkInID, checkInStatus            string
 	labels                                    []collector.Field
-	cookiesKind                               collector.Kind
 }
 
 func sentryEventOf(e *collector.Event, labels []collector.Field) sentryEvent {
@@ -121,7 +120,7 @@ func sentryEventOf(e *collector.Event, labels []collector.Field) sentryEvent {
 		case fReqHeaders:
 			v.headers = f.Str
 		case fReqCookies:
-			v.cookies, v.cookiesKind = f.Str, f.Kind
+			v.cookies = f.Str
 		case fReqBody:
 			v.body = f.Str
 		case fReqData:
@@ -317,11 +316,7 @@ func appendRequest(o *obj, v *sentryEvent) {
 	r.str("method", v.method)
 	r.str("query_string", v.query)
 	r.raw("headers", v.headers)
-	if v.cookiesKind == collector.KindRaw {
-		r.raw("cookies", v.cookies)
-	} else {
-		r.str("cookies", v.cookies)
-	}
+	r.str("cookies", v.cookies)
 	if v.bodyRaw != "" {
 		r.raw("data", v.bodyRaw)
 	} else {
