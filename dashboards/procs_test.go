@@ -315,16 +315,11 @@ func buildLeitstand(t *testing.T) string {
 	return bin
 }
 
-// startLeitstand runs the daemon with an HTTP listener on a free loopback
-// port and its data in a temporary folder, and waits until it is ready.
-func startLeitstand(ctx context.Context, t *testing.T, bin, extraConfig string) (url string) {
+// startLeitstand runs the daemon with its HTTP listener on addr and its
+// data in a temporary folder, and waits until it is ready.
+func startLeitstand(ctx context.Context, t *testing.T, bin, addr, extraConfig string) (url string) {
 	t.Helper()
 	dir := t.TempDir()
-	port, err := peers.FreeTCPPort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	cfg := filepath.Join(dir, "leitstand.yaml")
 	if err := os.WriteFile(cfg, []byte("http:\n  listen: "+addr+"\n"+extraConfig), 0o600); err != nil {
 		t.Fatal(err)
