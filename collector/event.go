@@ -7,7 +7,7 @@
 package collector
 
 import (
-	"sort"
+	"slices"
 	"strings"
 	"time"
 )
@@ -179,7 +179,7 @@ func (e *Event) sortFields() bool {
 		}
 		return true
 	}
-	sort.SliceStable(f, func(i, j int) bool { return f[i].Key < f[j].Key })
+	slices.SortStableFunc(f, func(a, b Field) int { return strings.Compare(a.Key, b.Key) })
 	return true
 }
 

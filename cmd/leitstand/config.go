@@ -13,6 +13,7 @@ import (
 	"github.com/leitstand/leitstand/collector/httpin"
 	"github.com/leitstand/leitstand/collector/httpserver"
 	"github.com/leitstand/leitstand/collector/pipeline"
+	"github.com/leitstand/leitstand/collector/sentry"
 	"github.com/leitstand/leitstand/collector/sink/elasticsearch"
 	"github.com/leitstand/leitstand/collector/sink/file"
 	"github.com/leitstand/leitstand/collector/spool"
@@ -36,6 +37,8 @@ type Config struct {
 	Ingest httpin.Config `yaml:"ingest"`
 	// Syslog is the syslog receiver (UDP, TCP, TLS, Unix datagram).
 	Syslog syslog.Config `yaml:"syslog"`
+	// Sentry takes Sentry SDK envelopes at /api/<project>/envelope/.
+	Sentry sentry.Config `yaml:"sentry"`
 	// Anonymize is the stage every event passes before any sink.
 	Anonymize anonymize.Config `yaml:"anonymize"`
 	// Spool is the durable queue in front of the sinks that talk to peers
@@ -60,6 +63,23 @@ type SinksConfig struct {
 	Elasticsearch elasticsearch.Config `yaml:"elasticsearch"`
 }
 
+// allLoopback reports whether every network listener stays on loopback
+// (unix sockets are local too); only then may the embedded default's
+// well-known Sentry key exist.
+func (c *Config) allLoopback() bool {
+	if !httpserver.IsLoopback(c.HTTP.Listen) {
+		return false
+	}
+	if c.Syslog.Enabled {
+		for _, l := range c.Syslog.Listeners {
+			if l.Protocol != "unix" && !httpserver.IsLoopback(l.Address) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // spooled reports whether any sink sits behind the spool.
 func (c *Config) spooled() bool { return c.Sinks.Elasticsearch.Enabled }
 
@@ -73,6 +93,7 @@ func DefaultConfig(dataDir string) Config {
 		Pipeline:        pipeline.DefaultConfig(),
 		Ingest:          httpin.DefaultConfig(),
 		Syslog:          syslog.DefaultConfig(),
+		Sentry:          sentry.DefaultConfig(),
 		Anonymize:       anonymize.DefaultConfig(),
 		Spool:           spool.DefaultConfig(),
 		Sinks:           SinksConfig{File: file.DefaultConfig(), Elasticsearch: elasticsearch.DefaultConfig()},
@@ -142,6 +163,7 @@ func (c *Config) Validate() error {
 	errs.Nest("pipeline", c.Pipeline.Validate())
 	errs.Nest("ingest", c.Ingest.Validate())
 	errs.Nest("syslog", c.Syslog.Validate())
+	errs.Nest("sentry", c.Sentry.Validate())
 	errs.Nest("anonymize", c.Anonymize.Validate())
 	errs.Nest("sinks.file", c.Sinks.File.Validate())
 	errs.Nest("sinks.elasticsearch", c.Sinks.Elasticsearch.Validate())
@@ -180,6 +202,9 @@ func (c *Config) Summary() string {
 	}
 	if c.Syslog.Enabled {
 		parts = append(parts, "syslog "+c.Syslog.Describe())
+	}
+	if c.Sentry.Enabled {
+		parts = append(parts, fmt.Sprintf("sentry with %d project(s)", len(c.Sentry.Projects)))
 	}
 	var sinks []string
 	if c.Sinks.File.Enabled {

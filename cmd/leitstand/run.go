@@ -19,6 +19,7 @@ import (
 	"github.com/leitstand/leitstand/collector/httpin"
 	"github.com/leitstand/leitstand/collector/httpserver"
 	"github.com/leitstand/leitstand/collector/pipeline"
+	"github.com/leitstand/leitstand/collector/sentry"
 	"github.com/leitstand/leitstand/collector/sink/elasticsearch"
 	"github.com/leitstand/leitstand/collector/sink/file"
 	"github.com/leitstand/leitstand/collector/spool"
@@ -54,6 +55,9 @@ func run(o options, stderr io.Writer) int {
 	}
 	log.Info("leitstand started", "version", version, "http", d.http.Addr().String(),
 		"config", o.configFile, "data", o.dataDir, "events", cfg.Sinks.File.Dir)
+	if d.sentryDSN != "" {
+		log.Info("Sentry SDKs on this machine can send to the embedded default's DSN", "dsn", d.sentryDSN)
+	}
 
 	select {
 	case sig := <-signals:
@@ -86,6 +90,8 @@ type daemon struct {
 	downstream []collector.Sink
 	stopping   atomic.Bool
 
+	// sentryDSN is the embedded default's DSN, printed at start-up.
+	sentryDSN string
 	// receivers besides the HTTP listener; they start last and stop first.
 	receivers []namedComponent
 
@@ -130,6 +136,17 @@ func build(cfg Config, dataDir string, log *slog.Logger) (*daemon, error) {
 	if err != nil {
 		return nil, err
 	}
+	var forward sentry.Option
+	if cfg.Sentry.Enabled && cfg.Sentry.Forward.Enabled {
+		// Forwarding to an upstream Sentry is a sink, so it only ever sees
+		// events after the anonymizer.
+		fwd, err := sentry.NewForwarder(cfg.Sentry, anon, reg, log.With("component", "sentry_forward"))
+		if err != nil {
+			return nil, err
+		}
+		d.sinks = append(d.sinks, fwd)
+		forward = sentry.WithForwarder(fwd)
+	}
 	d.pipe = pipeline.New(cfg.Pipeline, []collector.Stage{anon}, d.sinks, m, log.With("component", "pipeline"))
 
 	if cfg.Syslog.Enabled {
@@ -141,6 +158,21 @@ func build(cfg Config, dataDir string, log *slog.Logger) (*daemon, error) {
 	}
 
 	mux := http.NewServeMux()
+	if cfg.Sentry.Enabled {
+		scfg := cfg.Sentry
+		scfg.Loopback = cfg.allLoopback()
+		var opts []sentry.Option
+		if forward != nil {
+			opts = append(opts, forward)
+		}
+		rcv, err := sentry.New(scfg, d.pipe, m, reg, log.With("component", "sentry"), opts...)
+		if err != nil {
+			return nil, err
+		}
+		mux.Handle("/api/{project_id}/", instrument(reg, "sentry", rcv.Handler()))
+		d.receivers = append(d.receivers, namedComponent{"sentry", rcv})
+		d.sentryDSN = rcv.DevDSN(cfg.HTTP.Listen)
+	}
 	if cfg.Ingest.Enabled {
 		ingest, err := httpin.New(cfg.Ingest, d.pipe, m, log.With("component", "ingest"))
 		if err != nil {
