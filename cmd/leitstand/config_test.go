@@ -180,3 +180,24 @@ func TestSecretsNeverPrint(t *testing.T) {
 		t.Fatalf("Secret.String() = %q", s)
 	}
 }
+
+// TestDashboardsCommandWritesTheCommittedJSON: what `leitstand dashboards`
+// writes is what deploy/grafana/dashboards holds.
+func TestDashboardsCommandWritesTheCommittedJSON(t *testing.T) {
+	dir := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	if code := Main([]string{"dashboards", "-out", dir}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "*.json"))
+	if len(files) < 5 {
+		t.Fatalf("%d dashboards written", len(files))
+	}
+	for _, f := range files {
+		got, _ := os.ReadFile(f)
+		want, err := os.ReadFile(filepath.Join("../../deploy/grafana/dashboards", filepath.Base(f)))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s differs from the committed copy (%v)", filepath.Base(f), err)
+		}
+	}
+}

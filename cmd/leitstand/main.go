@@ -18,6 +18,7 @@ import (
 	// that have no zoneinfo.
 	_ "time/tzdata"
 
+	"github.com/leitstand/leitstand/dashboards"
 	"github.com/leitstand/leitstand/internal/config"
 )
 
@@ -50,6 +51,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 		return 0
+	case "dashboards":
+		return writeDashboards(args, stdout, stderr)
 	case "help", "-h", "--help":
 		usage(stdout)
 		return 0
@@ -87,6 +90,8 @@ func usage(w io.Writer) {
 commands:
   run       run the daemon (the default)
   check     validate the configuration and exit
+  dashboards -out DIR
+            write the Grafana dashboards as JSON into DIR
   version   print the version
 `)
 }
@@ -115,6 +120,27 @@ func check(o options, stdout, stderr io.Writer) int {
 		name = "embedded default"
 	}
 	fmt.Fprintf(stdout, "config OK (%s): %s\n", name, cfg.Summary())
+	return 0
+}
+
+// writeDashboards writes the generated Grafana dashboards.
+func writeDashboards(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("leitstand dashboards", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	out := fs.String("out", "", "`directory` to write the dashboards' JSON into (created if missing)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *out == "" || fs.NArg() > 0 {
+		fmt.Fprintln(stderr, "usage: leitstand dashboards -out DIR")
+		return 2
+	}
+	if err := dashboards.Write(*out); err != nil {
+		fmt.Fprintf(stderr, "leitstand dashboards: %v\n", err)
+		return 1
+	}
+	all, _ := dashboards.All()
+	fmt.Fprintf(stdout, "wrote %d dashboards to %s\n", len(all), *out)
 	return 0
 }
 
