@@ -509,6 +509,11 @@ func (e *Engine) apiAlerts() []apiAlert {
 	for _, a := range e.ActiveAlerts() {
 		out = append(out, toAPIAlert(a))
 	}
+	for _, src := range e.alertSources() {
+		for _, a := range src() {
+			out = append(out, toAPIAlert(a))
+		}
+	}
 	sort.Slice(out, func(i, j int) bool { return labels.Compare(out[i].Labels, out[j].Labels) < 0 })
 	return out
 }

@@ -71,6 +71,9 @@ type Engine struct {
 	notifyMu sync.RWMutex
 	notifier Notifier
 
+	sourcesMu sync.RWMutex
+	sources   []AlertSource
+
 	reloadMu sync.Mutex
 	// manual is set by tests: groups are loaded but not run, and are
 	// evaluated by evalAll only.
@@ -533,6 +536,24 @@ func (e *Engine) ActiveAlerts() []*promrules.Alert {
 		}
 	}
 	return out
+}
+
+// AlertSource lists alerts kept outside the PromQL rule manager (the log
+// rules' alerts), so that /api/v1/alerts shows them beside the PromQL ones.
+// It is called per request and must be cheap and safe for concurrent use.
+type AlertSource func() []*promrules.Alert
+
+// AddAlertSource adds alerts of another engine to /api/v1/alerts.
+func (e *Engine) AddAlertSource(src AlertSource) {
+	e.sourcesMu.Lock()
+	e.sources = append(e.sources, src)
+	e.sourcesMu.Unlock()
+}
+
+func (e *Engine) alertSources() []AlertSource {
+	e.sourcesMu.RLock()
+	defer e.sourcesMu.RUnlock()
+	return append([]AlertSource(nil), e.sources...)
 }
 
 // QueryEngine returns the PromQL engine of the current run (nil when

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/notifier"
+	promrules "github.com/prometheus/prometheus/rules"
 	"github.com/prometheus/prometheus/storage"
 
 	"github.com/leitstand/leitstand/internal/config"
@@ -340,6 +341,12 @@ func TestAlertFires(t *testing.T) {
 	}
 	if n.names()["TestMetricPending"] {
 		t.Fatal("a pending alert was sent")
+	}
+	e.AddAlertSource(func() []*promrules.Alert {
+		return []*promrules.Alert{{State: promrules.StateFiring, Labels: labels.FromStrings("alertname", "FromLogs"), ActiveAt: time.Now()}}
+	})
+	if findAlert(alerts(t, e), "FromLogs") == nil {
+		t.Fatal("alert of an added source missing")
 	}
 	a := findAlert(alerts(t, e), "TestMetricHigh")
 	if a.Labels["severity"] != "warning" {
