@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +15,8 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -51,6 +55,10 @@ type faultProxy struct {
 	mu       sync.Mutex
 	n        int
 	requests [][]string // ids per bulk request, in order of arrival
+	// wantAuth, when set, is the Authorization header every request must
+	// carry; others get 401 as from Elasticsearch's security.
+	wantAuth string
+	denied   int
 }
 
 type faultKey struct{}
@@ -62,6 +70,15 @@ type faultState struct {
 }
 
 func newFaultProxy(t *testing.T, target string, plan func(n, items int) fault) *faultProxy {
+	p := newProxy(t, target, plan)
+	p.srv = httptest.NewServer(p)
+	t.Cleanup(p.srv.Close)
+	return p
+}
+
+// newProxy builds the proxy without a server, for newFaultProxy or a TLS
+// server of the test's own.
+func newProxy(t *testing.T, target string, plan func(n, items int) fault) *faultProxy {
 	u, err := url.Parse(target)
 	if err != nil {
 		t.Fatal(err)
@@ -77,14 +94,23 @@ func newFaultProxy(t *testing.T, target string, plan func(n, items int) fault) *
 			panic(http.ErrAbortHandler) // the client sees the connection close
 		},
 	}
-	p.srv = httptest.NewServer(p)
-	t.Cleanup(p.srv.Close)
 	return p
 }
 
 func (p *faultProxy) URL() string { return p.srv.URL }
 
 func (p *faultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p.mu.Lock()
+	want := p.wantAuth
+	if want != "" && r.Header.Get("Authorization") != want {
+		p.denied++
+		p.mu.Unlock()
+		w.Header().Set("WWW-Authenticate", `Basic realm="security"`)
+		writeJSON(w, http.StatusUnauthorized, `{"error":{"type":"security_exception","reason":"unable to authenticate user"},"status":401}`)
+		return
+	}
+	p.mu.Unlock()
+	r.Header.Del("Authorization") // the test node runs without security
 	if r.URL.Path != "/_bulk" {
 		p.rp.ServeHTTP(w, r)
 		return
@@ -152,6 +178,12 @@ func (p *faultProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r.Header.Del("Content-Encoding")
 	r.Header.Set("Content-Length", strconv.Itoa(kept.Len()))
 	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), faultKey{}, st)))
+}
+
+func (p *faultProxy) requireAuth(header string) {
+	p.mu.Lock()
+	p.wantAuth = header
+	p.mu.Unlock()
 }
 
 func injected(status int) json.RawMessage {
@@ -374,4 +406,71 @@ func TestFaultsNoDuplicates(t *testing.T) {
 		t.Error("items_total{409} = 0: no lost answer was resent")
 	}
 	t.Logf("%d bulk requests through the proxy", len(p.bulkRequests()))
+}
+
+// TestTLSAndRotatedPassword: the sink talks https to a server whose CA it
+// knows only from ca_file, sends basic authentication from password_file,
+// and, when the secret file is rotated and the cluster answers 401, reads
+// it again and goes on without losing or doubling anything. The node runs
+// without security; a TLS proxy in front of it checks the credentials.
+func TestTLSAndRotatedPassword(t *testing.T) {
+	suite.Require(t)
+	p := newProxy(t, shared.URL, func(int, int) fault { return fault{} })
+	srv := httptest.NewTLSServer(p)
+	t.Cleanup(srv.Close)
+	p.srv = srv
+	dir := t.TempDir()
+	ca := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pw := filepath.Join(dir, "password")
+	if err := os.WriteFile(pw, []byte("first-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	basic := func(pass string) string {
+		return "Basic " + base64.StdEncoding.EncodeToString([]byte("leitstand:"+pass))
+	}
+	p.requireAuth(basic("first-secret"))
+
+	cfg := testConfig(t, srv.URL)
+	cfg.CAFile, cfg.Username, cfg.PasswordFile = ca, "leitstand", pw
+	if !strings.HasPrefix(srv.URL, "https://") {
+		t.Fatal(srv.URL)
+	}
+	s, _, logs := startSink(t, cfg)
+	waitReady(t, s, 30*time.Second)
+	b1 := makeBatch(0, 100, eventSpec{dataset: "secure", idPrefix: "s"})
+	defer b1.Release()
+	if err := s.Consume(context.Background(), b1); err != nil {
+		t.Fatal(err)
+	}
+
+	// Rotation: the cluster now wants the new password; the file has it.
+	if err := os.WriteFile(pw, []byte("second-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p.requireAuth(basic("second-secret"))
+	b2 := makeBatch(100, 100, eventSpec{dataset: "secure", idPrefix: "s"})
+	defer b2.Release()
+	consumeUntilDone(t, s, b2, 30*time.Second)
+	p.mu.Lock()
+	denied := p.denied
+	p.mu.Unlock()
+	if denied == 0 {
+		t.Error("no request was denied: the rotation was not exercised")
+	}
+	if got := count(t, shared.URL, dataStreamName("secure", cfg.Namespace)); got != 200 {
+		t.Errorf("%d documents, want 200", got)
+	}
+	if strings.Contains(logs.String(), "secret") {
+		t.Errorf("a secret in the log:\n%s", logs)
+	}
+
+	// Without the CA file the server is not trusted.
+	cfg.CAFile = ""
+	s2, _, _ := startSink(t, cfg)
+	if err := s2.Ready(); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("Ready() without the CA = %v, want a certificate error", err)
+	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/leitstand/leitstand/collector"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/goleak"
 )
 
 func TestAppendDataset(t *testing.T) {
@@ -56,6 +57,7 @@ func TestChunkSize(t *testing.T) {
 // cluster that is not there succeeds, says why the sink is not ready, names
 // the peer in its log, counts the failure, and Consume refuses batches.
 func TestLifecycle(t *testing.T) {
+	ignoreBefore := goleak.IgnoreCurrent()
 	s, err := New(DefaultConfig(), prometheus.NewRegistry(), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -106,6 +108,7 @@ func TestLifecycle(t *testing.T) {
 	if err := s.Consume(context.Background(), b); err != collector.ErrClosed {
 		t.Errorf("Consume after Shutdown: %v", err)
 	}
+	goleak.VerifyNone(t, ignoreBefore)
 }
 
 // TestIndexesWithMappedTypes: events become searchable documents in the
@@ -309,6 +312,16 @@ func TestNaming(t *testing.T) {
 	esJSON(t, http.MethodGet, shared.URL+"/"+ds+"/_search?size=1", "", &res)
 	if len(res.Hits.Hits) != 1 || res.Hits.Hits[0].Source.Event.Dataset != "Nginx-Access" {
 		t.Errorf("event.dataset not kept: %+v", res)
+	}
+	// Events without an id (no spool in front) get one from Elasticsearch;
+	// an event without a dataset goes to "generic".
+	noID := makeBatch(100, 3, eventSpec{dataset: ""})
+	defer noID.Release()
+	if err := s.Consume(context.Background(), noID); err != nil {
+		t.Fatal(err)
+	}
+	if got := count(t, shared.URL, dataStreamName("generic", cfg.Namespace)); got != 3 {
+		t.Errorf("%d documents without ids in the generic data stream, want 3", got)
 	}
 
 	cfg.Mode, cfg.IndexPrefix = ModeIndex, indexName(t, "idx")
