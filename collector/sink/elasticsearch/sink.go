@@ -63,11 +63,12 @@ type Sink struct {
 	// error, for dead_letter_after.
 	failingSince map[string]time.Time
 
-	startOnce sync.Once
-	stopOnce  sync.Once
-	stop      chan struct{}
-	done      sync.WaitGroup
-	closed    atomic.Bool
+	firstSetup chan struct{} // closed after the first setup attempt
+	startOnce  sync.Once
+	stopOnce   sync.Once
+	stop       chan struct{}
+	done       sync.WaitGroup
+	closed     atomic.Bool
 }
 
 // Limits of the in-memory retry bookkeeping: it only saves work, so when
@@ -124,6 +125,7 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Sink, error)
 		doneIDs:      map[string]struct{}{},
 		failingSince: map[string]time.Time{},
 		stop:         make(chan struct{}),
+		firstSetup:   make(chan struct{}),
 	}
 	s.targets = newTargets(&cfg)
 	s.lim = newLimiter(cfg.Workers, func(n int) { s.m.concurrency.Set(float64(n)) })
@@ -147,15 +149,14 @@ func (s *Sink) Start(ctx context.Context) error {
 	if s.closed.Load() {
 		return collector.ErrClosed
 	}
-	first := make(chan struct{})
 	s.startOnce.Do(func() {
 		s.done.Add(1)
-		go s.supervise(first)
+		go s.supervise(s.firstSetup)
 	})
 	wait, cancel := context.WithTimeout(ctx, startWait)
 	defer cancel()
 	select {
-	case <-first:
+	case <-s.firstSetup:
 	case <-wait.Done():
 	}
 	return nil
