@@ -1,0 +1,5 @@
+//go:build !race
+
+package podlog
+
+const raceEnabled = false
