@@ -555,15 +555,25 @@ func agentConfigs(root, state string, aggregatorURLs ...string) (Config, forward
 
 func startAgent(t testing.TB, cfg Config, fc forward.Config, dataDir string) *simAgent {
 	t.Helper()
+	a, err := buildAgent(cfg, fc, dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// buildAgent wires an agent the way the daemon's agent role does:
+// receiver → pipeline (anonymizer) → forward sink, started sink first.
+func buildAgent(cfg Config, fc forward.Config, dataDir string) (*simAgent, error) {
 	reg := prometheus.NewRegistry()
 	m := telemetry.New(reg)
 	fwd, err := forward.New(fc, m, reg, quietLog())
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	anon, err := anonymize.New(anonymize.DefaultConfig(), dataDir, reg)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	// The forward sink waits for the aggregator: the agent's pipeline needs
 	// as many workers as the receiver has batches in flight.
@@ -572,14 +582,14 @@ func startAgent(t testing.TB, cfg Config, fc forward.Config, dataDir string) *si
 	pipe := pipeline.New(pc, []collector.Stage{anon}, []collector.Sink{fwd}, m, quietLog())
 	r, err := New(cfg, pipe, m, reg, quietLog())
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	for _, c := range []collector.Component{fwd, pipe, r} {
 		if err := c.Start(context.Background()); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 	}
-	return &simAgent{r: r, pipe: pipe, fwd: fwd}
+	return &simAgent{r: r, pipe: pipe, fwd: fwd}, nil
 }
 
 // crash stops the agent as a kill does: nothing is saved, requests in
