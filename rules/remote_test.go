@@ -4,14 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/golang/snappy"
+	"github.com/prometheus/prometheus/prompb"
 )
 
 // fakePrometheus answers every instant query with one sample of
@@ -94,6 +99,50 @@ func TestRemoteModeStateFile(t *testing.T) {
 		apiGet(t, e, "/api/v1/rules", &rules)
 		if len(rules.Groups) != 1 || rules.Groups[0].Rules[0].Health != "err" || !strings.Contains(rules.Groups[0].Rules[0].LastError, "boom") {
 			return fmt.Errorf("%+v", rules)
+		}
+		return nil
+	})
+}
+
+// TestRemoteModeWriteURL: in remote mode the results of recording rules
+// and the ALERTS series go to remote.write_url by remote_write.
+func TestRemoteModeWriteURL(t *testing.T) {
+	query, _, _ := fakePrometheus(t)
+	var got sync.Map
+	write := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		raw, err := snappy.Decode(nil, body)
+		if err != nil || r.Header.Get("Content-Encoding") != "snappy" {
+			http.Error(w, "bad body", http.StatusBadRequest)
+			return
+		}
+		var req prompb.WriteRequest
+		if err := req.Unmarshal(raw); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		for _, ts := range req.Timeseries {
+			for _, l := range ts.Labels {
+				if l.Name == "__name__" {
+					got.Store(l.Value, true)
+				}
+			}
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(write.Close)
+	cfg := testConfig(t, "testdata/fire.rules.yml")
+	cfg.Datasource = DatasourceRemote
+	cfg.Remote.URL = query.URL
+	cfg.Remote.WriteURL = write.URL + "/api/v1/write"
+	cfg.Remote.StateFile = filepath.Join(t.TempDir(), "state.json")
+	e := newEngine(t, cfg, Options{})
+	start(t, e)
+	eventually(t, 15*time.Second, "recording rule and ALERTS at write_url", func() error {
+		for _, name := range []string{"job:test_metric:max", "ALERTS", "ALERTS_FOR_STATE"} {
+			if _, ok := got.Load(name); !ok {
+				return fmt.Errorf("no %s yet", name)
+			}
 		}
 		return nil
 	})
