@@ -59,10 +59,13 @@ func benchVsRsyslog(b *testing.B, size int) {
 	suite.Require(b)
 	ensureOmelasticsearch(b)
 	n := b.N
-	ns := testName(b)
+	run := benchRun.Add(1) // each run (-count) its own data streams
 	cfg := testConfig(b, shared.URL)
+	cfg.Namespace = fmt.Sprintf("%s_%d", cfg.Namespace, run)
+	ns := cfg.Namespace
 	s, _, _ := startSink(b, cfg) // installs the templates both sides write through
 	waitReady(b, s, time.Minute)
+	warmUp(b, s, size)
 	pgid := 0
 	if !shared.External {
 		pgid = shared.PID()
