@@ -19,6 +19,7 @@ import (
 	"github.com/leitstand/leitstand/collector/spool"
 	"github.com/leitstand/leitstand/collector/syslog"
 	"github.com/leitstand/leitstand/internal/config"
+	"github.com/leitstand/leitstand/rules"
 )
 
 // Config is leitstand's whole configuration: one YAML file whose sections
@@ -41,6 +42,9 @@ type Config struct {
 	Sentry sentry.Config `yaml:"sentry"`
 	// Anonymize is the stage every event passes before any sink.
 	Anonymize anonymize.Config `yaml:"anonymize"`
+	// Rules evaluates Prometheus rule files over the embedded TSDB or a
+	// remote Prometheus, and serves the Prometheus query API.
+	Rules rules.Config `yaml:"rules"`
 	// Spool is the durable queue in front of the sinks that talk to peers
 	// (Elasticsearch); it is used when one of them is enabled.
 	Spool spool.Config `yaml:"spool"`
@@ -95,6 +99,7 @@ func DefaultConfig(dataDir string) Config {
 		Syslog:          syslog.DefaultConfig(),
 		Sentry:          sentry.DefaultConfig(),
 		Anonymize:       anonymize.DefaultConfig(),
+		Rules:           rules.DefaultConfig(dataDir),
 		Spool:           spool.DefaultConfig(),
 		Sinks:           SinksConfig{File: file.DefaultConfig(), Elasticsearch: elasticsearch.DefaultConfig()},
 	}
@@ -109,7 +114,7 @@ func DefaultConfig(dataDir string) Config {
 func LoadConfig(path, dataDir string) (Config, error) {
 	cfg := DefaultConfig(dataDir)
 	if path == "" {
-		return cfg, cfg.Validate()
+		return cfg, errors.Join(cfg.Validate(), checkRuleFiles(cfg.Rules.RuleFiles))
 	}
 	src, err := config.LoadFile(path, &cfg)
 	if err != nil && !isFieldErrors(err) {
@@ -117,7 +122,21 @@ func LoadConfig(path, dataDir string) (Config, error) {
 	}
 	// Validate even after decode errors, so one run shows every problem;
 	// keys that failed to decode are not reported twice.
-	return cfg, src.Annotate(dropRepeats(err, cfg.Validate()))
+	err = src.Annotate(dropRepeats(err, cfg.Validate()))
+	// Rule files report their own file, line and column.
+	return cfg, errors.Join(err, checkRuleFiles(cfg.Rules.RuleFiles))
+}
+
+// checkRuleFiles validates the rule files the config names.
+func checkRuleFiles(patterns []string) error {
+	if len(patterns) == 0 {
+		return nil
+	}
+	files, err := rules.ExpandRuleFiles(patterns)
+	if err != nil {
+		return err
+	}
+	return rules.CheckRuleFiles(files)
 }
 
 func isFieldErrors(err error) bool {
@@ -165,6 +184,7 @@ func (c *Config) Validate() error {
 	errs.Nest("syslog", c.Syslog.Validate())
 	errs.Nest("sentry", c.Sentry.Validate())
 	errs.Nest("anonymize", c.Anonymize.Validate())
+	errs.Nest("rules", c.Rules.Validate())
 	errs.Nest("sinks.file", c.Sinks.File.Validate())
 	errs.Nest("sinks.elasticsearch", c.Sinks.Elasticsearch.Validate())
 	if c.spooled() {
@@ -205,6 +225,9 @@ func (c *Config) Summary() string {
 	}
 	if c.Sentry.Enabled {
 		parts = append(parts, fmt.Sprintf("sentry with %d project(s)", len(c.Sentry.Projects)))
+	}
+	if n := len(c.Rules.RuleFiles); n > 0 {
+		parts = append(parts, fmt.Sprintf("rules: %d rule file pattern(s), %s datasource", n, c.Rules.Datasource))
 	}
 	var sinks []string
 	if c.Sinks.File.Enabled {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/leitstand/leitstand/dashboards"
 	"github.com/leitstand/leitstand/internal/config"
+	"github.com/leitstand/leitstand/rules"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -53,6 +54,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "dashboards":
 		return writeDashboards(args, stdout, stderr)
+	case "rules":
+		return rulesCommand(args, stdout, stderr)
 	case "help", "-h", "--help":
 		usage(stdout)
 		return 0
@@ -92,6 +95,8 @@ commands:
   check     validate the configuration and exit
   dashboards -out DIR
             write the Grafana dashboards as JSON into DIR
+  rules test FILE...
+            run rule unit tests in promtool's format
   version   print the version
 `)
 }
@@ -120,6 +125,23 @@ func check(o options, stdout, stderr io.Writer) int {
 		name = "embedded default"
 	}
 	fmt.Fprintf(stdout, "config OK (%s): %s\n", name, cfg.Summary())
+	return 0
+}
+
+// rulesCommand runs `leitstand rules test FILE…`, promtool's format.
+func rulesCommand(args []string, stdout, stderr io.Writer) int {
+	if len(args) < 2 || args[0] != "test" {
+		fmt.Fprintln(stderr, "usage: leitstand rules test FILE...")
+		return 2
+	}
+	failed, err := rules.RunRuleTests(args[1:], stdout)
+	if err != nil {
+		fmt.Fprintf(stderr, "leitstand rules test: %v\n", err)
+		return 1
+	}
+	if failed {
+		return 1
+	}
 	return 0
 }
 

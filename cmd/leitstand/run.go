@@ -25,6 +25,7 @@ import (
 	"github.com/leitstand/leitstand/collector/spool"
 	"github.com/leitstand/leitstand/collector/syslog"
 	"github.com/leitstand/leitstand/collector/telemetry"
+	"github.com/leitstand/leitstand/rules"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -48,6 +49,9 @@ func run(o options, stderr io.Writer) int {
 	signals := make(chan os.Signal, 2)
 	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(signals)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 
 	if err := d.start(); err != nil {
 		log.Error("start-up failed", "err", err)
@@ -59,11 +63,24 @@ func run(o options, stderr io.Writer) int {
 		log.Info("Sentry SDKs on this machine can send to the embedded default's DSN", "dsn", d.sentryDSN)
 	}
 
-	select {
-	case sig := <-signals:
-		log.Info("stopping on signal; draining", "signal", sig.String(), "deadline", cfg.ShutdownTimeout.String())
-	case err := <-d.http.Err():
-		log.Error("a component failed; stopping", "err", err)
+wait:
+	for {
+		select {
+		case <-hup:
+			// Rule files are reloaded without losing alert state; a broken
+			// file keeps the rules that run.
+			if err := d.rules.Reload(); err != nil {
+				log.Error("reload on SIGHUP failed; the previous rules stay active", "err", err)
+			} else {
+				log.Info("rules reloaded on SIGHUP")
+			}
+		case sig := <-signals:
+			log.Info("stopping on signal; draining", "signal", sig.String(), "deadline", cfg.ShutdownTimeout.String())
+			break wait
+		case err := <-d.http.Err():
+			log.Error("a component failed; stopping", "err", err)
+			break wait
+		}
 	}
 	// A second signal means "now": exit without waiting for the drain.
 	go func() {
@@ -90,6 +107,7 @@ type daemon struct {
 	downstream []collector.Sink
 	stopping   atomic.Bool
 
+	rules *rules.Engine
 	// sentryDSN is the embedded default's DSN, printed at start-up.
 	sentryDSN string
 	// receivers besides the HTTP listener; they start last and stop first.
@@ -158,6 +176,15 @@ func build(cfg Config, dataDir string, log *slog.Logger) (*daemon, error) {
 	}
 
 	mux := http.NewServeMux()
+	engine, err := rules.New(cfg.Rules, rules.Options{Logger: log.With("component", "rules"), Registerer: reg, Gatherer: reg})
+	if err != nil {
+		return nil, err
+	}
+	d.rules = engine
+	// /api/v1/ is the Prometheus query API and remote_write; it is more
+	// specific than the Sentry routes below, so a Sentry project cannot be
+	// called "v1".
+	mux.Handle(rules.APIPrefix, instrument(reg, "prometheus_api", engine.Handler()))
 	if cfg.Sentry.Enabled {
 		scfg := cfg.Sentry
 		scfg.Loopback = cfg.allLoopback()
@@ -213,7 +240,7 @@ func (d *daemon) start() error {
 	for _, s := range d.sinks {
 		order = append(order, namedComponent{"sink " + s.Name(), s})
 	}
-	order = append(order, namedComponent{"pipeline", d.pipe})
+	order = append(order, namedComponent{"pipeline", d.pipe}, namedComponent{"rules", d.rules})
 	order = append(order, d.receivers...)
 	order = append(order, namedComponent{"http", d.http})
 	for _, nc := range order {
