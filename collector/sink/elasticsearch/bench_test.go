@@ -90,7 +90,7 @@ var benchRun atomic.Int64
 // JVM's compiler and the node's caches are warm: a cold node is several
 // times slower for its first hundred thousand documents.
 func warmUp(b *testing.B, s *Sink, size int) {
-	for i := 0; i < 25; i++ {
+	for i := 0; i < 50; i++ {
 		bt := benchBatch(i*2000, 2000, size, "bench.warmup", "w"+strconv.Itoa(size))
 		err := s.Consume(context.Background(), bt)
 		bt.Release()
@@ -102,7 +102,7 @@ func warmUp(b *testing.B, s *Sink, size int) {
 
 // BenchmarkBulk measures sustained throughput into the real node, one op
 // per event, through Consume in batches of 2000 as the spool delivers
-// them, with the default config (4 workers, gzip), after 50,000 warm-up
+// them, with the default config (4 workers, gzip), after 100,000 warm-up
 // events. It reports events/s,
 // leitstand's CPU seconds per 100k events (getrusage: the whole test
 // process, so an upper bound), and, for a node this package started, the
@@ -111,18 +111,28 @@ func warmUp(b *testing.B, s *Sink, size int) {
 //	go test -run '^$' -bench Bulk -benchtime 200000x ./collector/sink/elasticsearch/
 func BenchmarkBulk(b *testing.B) {
 	for _, size := range []int{200, 2048} {
-		b.Run(strconv.Itoa(size)+"B", func(b *testing.B) { benchBulk(b, size) })
+		b.Run(strconv.Itoa(size)+"B", func(b *testing.B) { benchBulk(b, size, DefaultConfig().Workers, 2000) })
 	}
 }
 
-func benchBulk(b *testing.B, size int) {
+// BenchmarkBulkTuning runs BenchmarkBulk's 200-byte case with other worker
+// counts and spool batch sizes, to choose the defaults.
+func BenchmarkBulkTuning(b *testing.B) {
+	for _, workers := range []int{1, 2, 4, 8} {
+		for _, batch := range []int{2000, 5000} {
+			b.Run(fmt.Sprintf("workers=%d/batch=%d", workers, batch), func(b *testing.B) { benchBulk(b, 200, workers, batch) })
+		}
+	}
+}
+
+func benchBulk(b *testing.B, size, workers, per int) {
 	suite.Require(b)
 	cfg := testConfig(b, shared.URL)
+	cfg.Workers = workers
 	s, _, _ := startSink(b, cfg)
 	waitReady(b, s, time.Minute)
 	warmUp(b, s, size)
 
-	const per = 2000
 	var batches []*collector.Batch
 	prefix := fmt.Sprintf("b%d-%d", size, benchRun.Add(1))
 	for n := 0; n < b.N; n += per {

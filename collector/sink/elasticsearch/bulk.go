@@ -191,6 +191,13 @@ func (s *Sink) send(ctx context.Context, c *call, lo, hi int, body []byte) (reje
 		}
 		return res.status == http.StatusTooManyRequests
 	}
+	if allCreated(res.body, hi-lo) {
+		for k := lo; k < hi; k++ {
+			c.results[k] = result{status: http.StatusCreated}
+		}
+		s.m.requests.WithLabelValues(outcomeOK).Inc()
+		return false
+	}
 	ans := answerPool.Get().(*bulkAnswer)
 	defer answerPool.Put(ans)
 	clear(ans.Items[:cap(ans.Items)])
@@ -229,6 +236,34 @@ func (s *Sink) send(ctx context.Context, c *call, lo, hi int, body []byte) (reje
 		s.m.requests.WithLabelValues(outcomeOK).Inc()
 	}
 	return rejected
+}
+
+// allCreated recognizes, byte by byte, the answer of a bulk request in
+// which each of n documents was created — by far the most common answer —
+// so that it costs no JSON decoding. Any other answer, even one that
+// differs only in spacing, goes to the full decoder.
+func allCreated(body []byte, n int) bool {
+	const head, item, tail = `{"errors":false,"items":[`, `{"create":{"status":201}}`, `]}`
+	if n == 0 || len(body) != len(head)+n*len(item)+(n-1)+len(tail) {
+		return false
+	}
+	if string(body[:len(head)]) != head || string(body[len(body)-len(tail):]) != tail {
+		return false
+	}
+	p := body[len(head) : len(body)-len(tail)]
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			if p[0] != ',' {
+				return false
+			}
+			p = p[1:]
+		}
+		if string(p[:len(item)]) != item {
+			return false
+		}
+		p = p[len(item):]
+	}
+	return true
 }
 
 // bulkAnswer is the _bulk answer as filtered by bulkQuery. The sink only

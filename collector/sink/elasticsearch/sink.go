@@ -91,6 +91,9 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Sink, error)
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 2 * cfg.Workers
 	tr.ResponseHeaderTimeout = cfg.RequestTimeout
+	// Bulk answers are filtered to a status per item: small, and
+	// compressing them costs the node more CPU than it saves on the wire.
+	tr.DisableCompression = true
 	tr.DialContext = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 	if cfg.CAFile != "" {
 		pem, err := loadCAFile(cfg.CAFile)

@@ -499,3 +499,25 @@ func TestLimiterAdapts(t *testing.T) {
 		t.Fatalf("limit recovers to %d, want 8", last)
 	}
 }
+
+func TestAllCreated(t *testing.T) {
+	ok := `{"errors":false,"items":[{"create":{"status":201}},{"create":{"status":201}}]}`
+	if !allCreated([]byte(ok), 2) {
+		t.Error("the common answer not recognized")
+	}
+	for _, c := range []struct {
+		body string
+		n    int
+	}{
+		{ok, 1}, {ok, 3}, {ok, 0},
+		{`{"errors":false,"items":[{"create":{"status":201}},{"create":{"status":200}}]}`, 2},
+		{`{"errors":true,"items":[{"create":{"status":201}},{"create":{"status":201}}]}`, 2},
+		{`{"errors":false,"items":[{"create":{"status":201}};{"create":{"status":201}}]}`, 2},
+		{`{"errors":false,"items":[{"index":{"status":201}},{"create":{"status":201}}]} `, 2},
+		{`{"errors":false,"items":[{"create":{"status":201}}, {"create":{"status":201}}]}`, 2},
+	} {
+		if allCreated([]byte(c.body), c.n) {
+			t.Errorf("allCreated(%s, %d) = true", c.body, c.n)
+		}
+	}
+}
