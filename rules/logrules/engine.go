@@ -1,0 +1,684 @@
+package logrules
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"text/template"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/notifier"
+	promrules "github.com/prometheus/prometheus/rules"
+	"github.com/prometheus/prometheus/storage"
+
+	"github.com/leitstand/leitstand/collector"
+	"github.com/leitstand/leitstand/rules"
+)
+
+// Options are the engine's collaborators, supplied by the wiring.
+type Options struct {
+	// Logger; default: discard.
+	Logger *slog.Logger
+	// Registerer takes the leitstand_log_rules_* metrics; nil: unregistered.
+	Registerer prometheus.Registerer
+	// Appendable receives the record rules' series ((*rules.Engine).Appendable()).
+	// Nil: record rules count but append nothing.
+	Appendable storage.AppendableV2
+	// Notifier receives alerts (the PromQL engine's notifier); nil: alerts
+	// are only listed by Alerts.
+	Notifier rules.Notifier
+}
+
+// Engine evaluates log rules on the events of every batch. It implements
+// collector.Stage (Process is safe for concurrent batches) and
+// collector.Component (Start runs the append/resolve loop and restores
+// state; Shutdown writes state; both may be called repeatedly).
+type Engine struct {
+	cfg  Config
+	opts Options
+	log  *slog.Logger
+	m    *metrics
+	// now is the clock of matching and ticking; tests drive it.
+	now func() time.Time
+
+	set atomic.Pointer[ruleSet]
+
+	loadMu   sync.Mutex // LoadFiles, Reload, state restore and save
+	patterns []string
+	restored map[string]*ruleSnapshot // state read at Start for rules not (yet) loaded
+
+	runMu   sync.Mutex
+	cancel  context.CancelFunc
+	done    chan struct{}
+	scratch sync.Pool
+}
+
+// New builds an engine from a validated config. No rules are loaded and
+// nothing runs until LoadFiles and Start.
+func New(cfg Config, opts Options) (*Engine, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("log rules: %w", err)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{cfg: cfg, opts: opts, log: opts.Logger, m: m, now: time.Now}
+	e.set.Store(compile(nil))
+	return e, nil
+}
+
+// Name implements collector.Stage.
+func (e *Engine) Name() string { return "log_rules" }
+
+// LoadFiles reads the log rules of the rule files (globs allowed) and
+// replaces the running set; state of rules that are unchanged is kept. On
+// error the running set stays as it was.
+func (e *Engine) LoadFiles(patterns []string) error {
+	rs, err := LoadFiles(patterns)
+	if err != nil {
+		return err
+	}
+	e.loadMu.Lock()
+	defer e.loadMu.Unlock()
+	e.patterns = append([]string(nil), patterns...)
+	e.install(rs)
+	return nil
+}
+
+// Reload re-reads the files of the last LoadFiles (on SIGHUP).
+func (e *Engine) Reload() error {
+	e.loadMu.Lock()
+	p := e.patterns
+	e.loadMu.Unlock()
+	return e.LoadFiles(p)
+}
+
+// SetRules replaces the running set with parsed rules (tests, RunTests).
+func (e *Engine) SetRules(rs []*Rule) {
+	e.loadMu.Lock()
+	defer e.loadMu.Unlock()
+	e.install(rs)
+}
+
+// Rules returns the loaded rules.
+func (e *Engine) Rules() []*Rule {
+	set := e.set.Load()
+	out := make([]*Rule, len(set.rules))
+	for i, s := range set.rules {
+		out[i] = s.rule
+	}
+	return out
+}
+
+// install compiles rs, moving the state of rules with the same ID over.
+// Called with loadMu held.
+func (e *Engine) install(rs []*Rule) {
+	next := compile(rs)
+	old := e.set.Load()
+	byID := map[string]*ruleState{}
+	for _, s := range old.rules {
+		byID[s.rule.ID()] = s
+	}
+	for _, s := range next.rules {
+		if prev := byID[s.rule.ID()]; prev != nil {
+			prev.mu.Lock()
+			s.series, s.alerts, s.seen = prev.series, prev.alerts, prev.seen
+			prev.mu.Unlock()
+		} else if snap := e.restored[s.rule.ID()]; snap != nil {
+			s.restore(snap)
+			delete(e.restored, s.rule.ID())
+		}
+	}
+	e.set.Store(next)
+	e.m.rules.Set(float64(len(rs)))
+}
+
+// ruleSet is a compiled set of rules: immutable after compile, swapped
+// atomically on reload.
+type ruleSet struct {
+	rules []*ruleState
+	// ac finds the rules' required literals in one scan; litRules maps a
+	// literal's id to the rules that require it.
+	ac       *matcher
+	litRules [][]int32
+	// Rules without a required literal, by their event.dataset equality
+	// value ("" key: rules that match any dataset).
+	byDataset map[string][]int32
+	anyData   []int32
+}
+
+func compile(rs []*Rule) *ruleSet {
+	set := &ruleSet{byDataset: map[string][]int32{}}
+	var lits []string
+	litID := map[string]int32{}
+	for i, r := range rs {
+		set.rules = append(set.rules, newRuleState(r))
+		idx := int32(i)
+		if lit := r.Selector.requiredLiteral(); lit != "" {
+			id, ok := litID[lit]
+			if !ok {
+				id = int32(len(lits))
+				litID[lit] = id
+				lits = append(lits, lit)
+				set.litRules = append(set.litRules, nil)
+			}
+			set.litRules[id] = append(set.litRules[id], idx)
+			continue
+		}
+		if ds, ok := r.Selector.equalValue(collector.FieldDataset); ok {
+			set.byDataset[ds] = append(set.byDataset[ds], idx)
+		} else {
+			set.anyData = append(set.anyData, idx)
+		}
+	}
+	if len(lits) > 0 {
+		set.ac = newMatcher(lits)
+	}
+	return set
+}
+
+// scratch marks the rules already looked at for the current event.
+type scratch struct {
+	mark  []uint32
+	epoch uint32
+}
+
+func (e *Engine) getScratch(n int) *scratch {
+	sc, _ := e.scratch.Get().(*scratch)
+	if sc == nil {
+		sc = &scratch{}
+	}
+	if len(sc.mark) < n {
+		sc.mark = make([]uint32, n)
+		sc.epoch = 0
+	}
+	return sc
+}
+
+// Process implements collector.Stage: every event is offered to the rules
+// whose prefilter it passes. Events are read, never changed.
+func (e *Engine) Process(b *collector.Batch) {
+	set := e.set.Load()
+	if len(set.rules) == 0 || len(b.Events) == 0 {
+		return
+	}
+	sc := e.getScratch(len(set.rules))
+	defer e.scratch.Put(sc)
+	now := e.now()
+	var skipped, matched int
+	for i := range b.Events {
+		ev := &b.Events[i]
+		if e.isSelf(ev) {
+			skipped++
+			continue
+		}
+		sc.epoch++
+		if sc.epoch == 0 { // wrapped: old marks could collide
+			clear(sc.mark)
+			sc.epoch = 1
+		}
+		matched += e.evalEvent(set, sc, ev, now)
+	}
+	e.m.events.Add(float64(len(b.Events) - skipped))
+	if skipped > 0 {
+		e.m.skippedSelf.Add(float64(skipped))
+	}
+	if matched > 0 {
+		e.m.matches.Add(float64(matched))
+	}
+}
+
+func (e *Engine) isSelf(ev *collector.Event) bool {
+	if len(e.cfg.SelfReceivers) == 0 {
+		return false
+	}
+	r, ok := ev.Get(collector.FieldReceiver)
+	if !ok {
+		return false
+	}
+	for _, s := range e.cfg.SelfReceivers {
+		if r == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (e *Engine) evalEvent(set *ruleSet, sc *scratch, ev *collector.Event, now time.Time) int {
+	matched := 0
+	check := func(ri int32) {
+		if sc.mark[ri] == sc.epoch {
+			return
+		}
+		sc.mark[ri] = sc.epoch
+		s := set.rules[ri]
+		if s.rule.Selector.Matches(ev) {
+			matched++
+			e.apply(s, ev, now)
+		}
+	}
+	for _, ri := range set.anyData {
+		check(ri)
+	}
+	if len(set.byDataset) > 0 {
+		ds, _ := ev.Get(collector.FieldDataset)
+		for _, ri := range set.byDataset[ds] {
+			check(ri)
+		}
+	}
+	if m := set.ac; m != nil {
+		text := ev.Message()
+		st := int32(0)
+		w := int32(m.width)
+		for i := 0; i < len(text); i++ {
+			st = m.next[st*w+int32(m.classes[text[i]])]
+			if o := m.out[st]; len(o) > 0 {
+				for _, id := range o {
+					for _, ri := range set.litRules[id] {
+						check(ri)
+					}
+				}
+			}
+		}
+	}
+	return matched
+}
+
+// ruleState is a rule and what it has counted, raised and seen.
+type ruleState struct {
+	rule *Rule
+	// staticLabels are the rule's labels for record series (templates see
+	// no event there).
+	staticLabels map[string]string
+
+	mu     sync.Mutex
+	series map[string]*series     // record
+	alerts map[string]*alertState // alert, new_value
+	seen   map[string]time.Time   // new_value
+}
+
+type series struct {
+	labels labels.Labels
+	count  float64
+}
+
+type alertState struct {
+	labels      labels.Labels
+	annotations labels.Labels
+	activeAt    time.Time
+	lastMatch   time.Time
+	lastSent    time.Time
+	count       float64
+}
+
+func newRuleState(r *Rule) *ruleState {
+	s := &ruleState{rule: r, series: map[string]*series{}, alerts: map[string]*alertState{}, seen: map[string]time.Time{}}
+	if r.Kind == KindRecord && len(r.labelTmpl) > 0 {
+		s.staticLabels = render(r.labelTmpl, templateData{})
+	}
+	return s
+}
+
+func render(ts map[string]*template.Template, d templateData) map[string]string {
+	out := make(map[string]string, len(ts))
+	for k, t := range ts {
+		var b strings.Builder
+		if err := t.Execute(&b, d); err != nil {
+			out[k] = "template error: " + err.Error()
+			continue
+		}
+		out[k] = b.String()
+	}
+	return out
+}
+
+// groupKey joins the values of the group-by fields.
+func groupKey(by []string, ev *collector.Event) string {
+	switch len(by) {
+	case 0:
+		return ""
+	case 1:
+		v, _ := ev.Get(by[0])
+		return strings.Clone(v)
+	}
+	var b strings.Builder
+	for i, f := range by {
+		if i > 0 {
+			b.WriteByte(0xff)
+		}
+		v, _ := ev.Get(f)
+		b.WriteString(v)
+	}
+	return b.String()
+}
+
+func (e *Engine) byLabels(b *labels.Builder, r *Rule, ev *collector.Event) {
+	for _, f := range r.By {
+		v, _ := ev.Get(f)
+		b.Set(LabelName(f), strings.Clone(v))
+	}
+}
+
+func (e *Engine) apply(s *ruleState, ev *collector.Event, now time.Time) {
+	r := s.rule
+	switch r.Kind {
+	case KindRecord:
+		key := groupKey(r.By, ev)
+		s.mu.Lock()
+		se := s.series[key]
+		if se == nil {
+			if len(s.series) >= e.cfg.MaxSeriesPerRule {
+				s.mu.Unlock()
+				e.m.dropped.WithLabelValues(string(r.Kind)).Inc()
+				return
+			}
+			b := labels.NewBuilder(labels.EmptyLabels())
+			for k, v := range s.staticLabels {
+				b.Set(k, v)
+			}
+			e.byLabels(b, r, ev)
+			b.Set(model.MetricNameLabel, r.Name)
+			se = &series{labels: b.Labels()}
+			s.series[key] = se
+		}
+		se.count++
+		s.mu.Unlock()
+	case KindAlert:
+		key := groupKey(r.By, ev)
+		s.mu.Lock()
+		a := e.raise(s, key, ev, now, nil)
+		s.mu.Unlock()
+		if a != nil {
+			e.send(a)
+		}
+	case KindNewValue:
+		v, ok := ev.Get(r.Field)
+		if !ok || v == "" {
+			return
+		}
+		key := groupKey(r.By, ev) + "\xfe" + v
+		s.mu.Lock()
+		last, seen := s.seen[key]
+		if !seen && len(s.seen) >= e.cfg.MaxValuesPerRule {
+			s.mu.Unlock()
+			e.m.dropped.WithLabelValues(string(r.Kind)).Inc()
+			return
+		}
+		s.seen[strings.Clone(key)] = now
+		var a *notifier.Alert
+		if !seen || now.Sub(last) > e.lookback(r) {
+			a = e.raise(s, key, ev, now, &labels.Label{Name: LabelName(r.Field), Value: strings.Clone(v)})
+		}
+		s.mu.Unlock()
+		if a != nil {
+			e.send(a)
+		}
+	}
+}
+
+// raise records a match of an alert group and returns the notification to
+// send, if the throttle allows one. Called with s.mu held.
+func (e *Engine) raise(s *ruleState, key string, ev *collector.Event, now time.Time, extra *labels.Label) *notifier.Alert {
+	r := s.rule
+	a := s.alerts[key]
+	if a == nil {
+		if len(s.alerts) >= e.cfg.MaxSeriesPerRule {
+			e.m.dropped.WithLabelValues(string(r.Kind)).Inc()
+			return nil
+		}
+		b := labels.NewBuilder(labels.EmptyLabels())
+		e.byLabels(b, r, ev)
+		if extra != nil {
+			b.Set(extra.Name, extra.Value)
+		}
+		d := templateData{ev: ev, Labels: b.Labels().Map(), Value: 1}
+		for k, v := range render(r.labelTmpl, d) {
+			b.Set(k, v)
+		}
+		b.Set(labels.AlertName, r.Name)
+		a = &alertState{labels: b.Labels(), activeAt: now}
+		a.annotations = labels.FromMap(render(r.annTmpl, d))
+		s.alerts[strings.Clone(key)] = a
+	}
+	if r.Kind == KindAlert || a.count == 0 {
+		a.lastMatch = now
+	}
+	a.count++
+	if !a.lastSent.IsZero() && now.Sub(a.lastSent) < e.throttle(r) {
+		return nil
+	}
+	a.lastSent = now
+	return &notifier.Alert{
+		Labels: a.labels, Annotations: a.annotations, StartsAt: a.activeAt,
+		EndsAt: now.Add(max(e.resolveAfter(r), e.throttle(r))),
+	}
+}
+
+func (e *Engine) throttle(r *Rule) time.Duration {
+	if r.Throttle > 0 {
+		return r.Throttle
+	}
+	return time.Duration(e.cfg.Throttle)
+}
+
+func (e *Engine) resolveAfter(r *Rule) time.Duration {
+	if r.ResolveAfter > 0 {
+		return r.ResolveAfter
+	}
+	return time.Duration(e.cfg.ResolveAfter)
+}
+
+func (e *Engine) lookback(r *Rule) time.Duration {
+	if r.Lookback > 0 {
+		return r.Lookback
+	}
+	return time.Duration(e.cfg.Lookback)
+}
+
+func (e *Engine) send(as ...*notifier.Alert) {
+	if len(as) == 0 {
+		return
+	}
+	e.m.notifications.Add(float64(len(as)))
+	if e.opts.Notifier != nil {
+		e.opts.Notifier.Send(as...)
+	}
+}
+
+// Tick appends the record rules' counts at now, resolves quiet alerts and
+// forgets values older than their look-back. The loop started by Start
+// calls it every interval; RunTests drives it directly.
+func (e *Engine) Tick(ctx context.Context, now time.Time) error {
+	set := e.set.Load()
+	var (
+		resolved []*notifier.Alert
+		app      storage.AppenderV2
+		appended int
+	)
+	if e.opts.Appendable != nil {
+		app = e.opts.Appendable.AppenderV2(ctx)
+	}
+	ts := now.UnixMilli()
+	var errs []error
+	for _, s := range set.rules {
+		r := s.rule
+		s.mu.Lock()
+		if app != nil {
+			for _, se := range s.series {
+				if _, err := app.Append(0, se.labels, 0, ts, se.count, nil, nil, storage.AppendV2Options{}); err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				appended++
+			}
+		}
+		quiet := e.resolveAfter(r)
+		for k, a := range s.alerts {
+			if now.Sub(a.lastMatch) >= quiet {
+				resolved = append(resolved, &notifier.Alert{Labels: a.labels, Annotations: a.annotations, StartsAt: a.activeAt, EndsAt: now})
+				delete(s.alerts, k)
+			}
+		}
+		lb := e.lookback(r)
+		for k, t := range s.seen {
+			if now.Sub(t) > lb {
+				delete(s.seen, k)
+			}
+		}
+		s.mu.Unlock()
+	}
+	if app != nil {
+		if len(errs) > 0 {
+			errs = append(errs, app.Rollback())
+			appended = 0
+		} else if err := app.Commit(); err != nil {
+			errs = append(errs, err)
+			appended = 0
+		}
+	}
+	e.m.appended.Add(float64(appended))
+	e.send(resolved...)
+	if err := errors.Join(errs...); err != nil {
+		e.m.appendErrors.Inc()
+		return fmt.Errorf("log rules: append: %w", err)
+	}
+	return nil
+}
+
+// Alerts lists the active alerts for /api/v1/alerts; pass it to
+// (*rules.Engine).AddAlertSource.
+func (e *Engine) Alerts() []*promrules.Alert {
+	var out []*promrules.Alert
+	for _, s := range e.set.Load().rules {
+		s.mu.Lock()
+		for _, a := range s.alerts {
+			out = append(out, &promrules.Alert{
+				State: promrules.StateFiring, Labels: a.labels, Annotations: a.annotations,
+				Value: a.count, ActiveAt: a.activeAt, FiredAt: a.activeAt, LastSentAt: a.lastSent,
+				ValidUntil: a.lastMatch.Add(e.resolveAfter(s.rule)),
+			})
+		}
+		s.mu.Unlock()
+	}
+	sort.Slice(out, func(i, j int) bool { return labels.Compare(out[i].Labels, out[j].Labels) < 0 })
+	return out
+}
+
+// Series returns the current count of every record series (tests, RunTests).
+func (e *Engine) Series() map[string]float64 {
+	out := map[string]float64{}
+	for _, s := range e.set.Load().rules {
+		s.mu.Lock()
+		for _, se := range s.series {
+			out[se.labels.String()] = se.count
+		}
+		s.mu.Unlock()
+	}
+	return out
+}
+
+// Start restores state and runs the append/resolve/save loop on a context
+// of its own. Starting a running engine is a no-op.
+func (e *Engine) Start(context.Context) error {
+	e.runMu.Lock()
+	defer e.runMu.Unlock()
+	if e.cancel != nil {
+		return nil
+	}
+	if err := e.restoreState(); err != nil {
+		e.log.Warn("log rules: state not restored", "err", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e.cancel, e.done = cancel, make(chan struct{})
+	go e.loop(ctx, e.done)
+	return nil
+}
+
+func (e *Engine) loop(ctx context.Context, done chan struct{}) {
+	defer close(done)
+	tick := time.NewTicker(time.Duration(e.cfg.Interval))
+	defer tick.Stop()
+	save := time.NewTicker(time.Duration(e.cfg.StateInterval))
+	defer save.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			if err := e.Tick(ctx, e.now()); err != nil && !errors.Is(err, rules.ErrNotRunning) {
+				e.log.Warn("log rules: tick", "err", err)
+			}
+		case <-save.C:
+			if err := e.SaveState(); err != nil {
+				e.log.Warn("log rules: state not saved", "err", err)
+			}
+		}
+	}
+}
+
+// Shutdown stops the loop and writes the state. Safe without Start and
+// when called twice.
+func (e *Engine) Shutdown(ctx context.Context) error {
+	e.runMu.Lock()
+	defer e.runMu.Unlock()
+	if e.cancel == nil {
+		return nil
+	}
+	e.cancel()
+	select {
+	case <-e.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	e.cancel, e.done = nil, nil
+	return e.SaveState()
+}
+
+type metrics struct {
+	rules         prometheus.Gauge
+	events        prometheus.Counter
+	skippedSelf   prometheus.Counter
+	matches       prometheus.Counter
+	dropped       *prometheus.CounterVec
+	notifications prometheus.Counter
+	appended      prometheus.Counter
+	appendErrors  prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		rules:         prometheus.NewGauge(prometheus.GaugeOpts{Name: "leitstand_log_rules_loaded", Help: "Log rules loaded."}),
+		events:        prometheus.NewCounter(prometheus.CounterOpts{Name: "leitstand_log_rules_events_total", Help: "Events offered to the log rules."}),
+		skippedSelf:   prometheus.NewCounter(prometheus.CounterOpts{Name: "leitstand_log_rules_self_events_skipped_total", Help: "Events leitstand wrote about itself, never offered to log rules."}),
+		matches:       prometheus.NewCounter(prometheus.CounterOpts{Name: "leitstand_log_rules_matches_total", Help: "Rule matches of events."}),
+		dropped:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "leitstand_log_rules_dropped_total", Help: "Matches not kept because a rule reached its series, alert group or seen-set cap."}, []string{"kind"}),
+		notifications: prometheus.NewCounter(prometheus.CounterOpts{Name: "leitstand_log_rules_notifications_total", Help: "Alert notifications (firing and resolved) sent by log rules."}),
+		appended:      prometheus.NewCounter(prometheus.CounterOpts{Name: "leitstand_log_rules_samples_appended_total", Help: "Samples of record rules appended to the TSDB."}),
+		appendErrors:  prometheus.NewCounter(prometheus.CounterOpts{Name: "leitstand_log_rules_append_errors_total", Help: "Failed appends of record rule samples."}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.rules, m.events, m.skippedSelf, m.matches, m.dropped, m.notifications, m.appended, m.appendErrors} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("log rules: metrics: %w", err)
+			}
+		}
+	}
+	return m, nil
+}
+
+var (
+	_ collector.Stage     = (*Engine)(nil)
+	_ collector.Component = (*Engine)(nil)
+)

@@ -1,0 +1,146 @@
+package logrules
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+)
+
+// stateFile is the file under state_dir that holds every rule's state.
+const stateFile = "logrules-state.json"
+
+// ruleSnapshot is the persisted state of one rule, keyed by Rule.ID.
+type ruleSnapshot struct {
+	Series []seriesSnapshot     `json:"series,omitempty"`
+	Alerts []alertSnapshot      `json:"alerts,omitempty"`
+	Seen   map[string]time.Time `json:"seen,omitempty"`
+}
+
+type seriesSnapshot struct {
+	Key    string            `json:"key"`
+	Labels map[string]string `json:"labels"`
+	Count  float64           `json:"count"`
+}
+
+type alertSnapshot struct {
+	Key         string            `json:"key"`
+	Labels      map[string]string `json:"labels"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+	ActiveAt    time.Time         `json:"active_at"`
+	LastMatch   time.Time         `json:"last_match"`
+	LastSent    time.Time         `json:"last_sent"`
+	Count       float64           `json:"count"`
+}
+
+type stateDoc struct {
+	Version int                      `json:"version"`
+	Rules   map[string]*ruleSnapshot `json:"rules"`
+}
+
+func (s *ruleState) snapshot() *ruleSnapshot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	snap := &ruleSnapshot{}
+	for k, se := range s.series {
+		snap.Series = append(snap.Series, seriesSnapshot{Key: k, Labels: se.labels.Map(), Count: se.count})
+	}
+	for k, a := range s.alerts {
+		snap.Alerts = append(snap.Alerts, alertSnapshot{Key: k, Labels: a.labels.Map(), Annotations: a.annotations.Map(),
+			ActiveAt: a.activeAt, LastMatch: a.lastMatch, LastSent: a.lastSent, Count: a.count})
+	}
+	if len(s.seen) > 0 {
+		snap.Seen = make(map[string]time.Time, len(s.seen))
+		for k, t := range s.seen {
+			snap.Seen[k] = t
+		}
+	}
+	return snap
+}
+
+func (s *ruleState) restore(snap *ruleSnapshot) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, se := range snap.Series {
+		s.series[se.Key] = &series{labels: labels.FromMap(se.Labels), count: se.Count}
+	}
+	for _, a := range snap.Alerts {
+		s.alerts[a.Key] = &alertState{labels: labels.FromMap(a.Labels), annotations: labels.FromMap(a.Annotations),
+			activeAt: a.ActiveAt, lastMatch: a.LastMatch, lastSent: a.LastSent, count: a.Count}
+	}
+	for k, t := range snap.Seen {
+		s.seen[k] = t
+	}
+}
+
+// SaveState writes the state of every loaded rule to state_dir, atomically
+// (temporary file, fsync, rename).
+func (e *Engine) SaveState() error {
+	e.loadMu.Lock()
+	defer e.loadMu.Unlock()
+	doc := stateDoc{Version: 1, Rules: map[string]*ruleSnapshot{}}
+	for id, snap := range e.restored { // state of rules not loaded now is kept
+		doc.Rules[id] = snap
+	}
+	for _, s := range e.set.Load().rules {
+		doc.Rules[s.rule.ID()] = s.snapshot()
+	}
+	data, err := json.Marshal(doc)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(e.cfg.StateDir, 0o755); err != nil {
+		return fmt.Errorf("log rules: state: %w", err)
+	}
+	path := filepath.Join(e.cfg.StateDir, stateFile)
+	tmp, err := os.CreateTemp(e.cfg.StateDir, stateFile+".*")
+	if err != nil {
+		return fmt.Errorf("log rules: state: %w", err)
+	}
+	_, werr := tmp.Write(data)
+	if werr == nil {
+		werr = tmp.Sync()
+	}
+	if cerr := tmp.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr == nil {
+		werr = os.Rename(tmp.Name(), path)
+	}
+	if werr != nil {
+		_ = os.Remove(tmp.Name())
+		return fmt.Errorf("log rules: state: %w", werr)
+	}
+	return nil
+}
+
+// restoreState reads the state file and hands each rule its part; state of
+// rules not loaded yet waits for them in e.restored.
+func (e *Engine) restoreState() error {
+	data, err := os.ReadFile(filepath.Join(e.cfg.StateDir, stateFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var doc stateDoc
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return fmt.Errorf("%s: %w", stateFile, err)
+	}
+	e.loadMu.Lock()
+	defer e.loadMu.Unlock()
+	e.restored = doc.Rules
+	for _, s := range e.set.Load().rules {
+		if snap := e.restored[s.rule.ID()]; snap != nil {
+			s.restore(snap)
+			delete(e.restored, s.rule.ID())
+		}
+	}
+	return nil
+}
