@@ -356,7 +356,7 @@ func groupKey(by []string, ev *collector.Event) string {
 	var b strings.Builder
 	for i, f := range by {
 		if i > 0 {
-			b.WriteByte(0xff)
+			b.WriteByte(0) // JSON-safe, unlike 0xff: keys are persisted
 		}
 		v, _ := ev.Get(f)
 		b.WriteString(v)
@@ -408,7 +408,7 @@ func (e *Engine) apply(s *ruleState, ev *collector.Event, now time.Time) {
 		if !ok || v == "" {
 			return
 		}
-		key := groupKey(r.By, ev) + "\xfe" + v
+		key := groupKey(r.By, ev) + "\x01" + v
 		s.mu.Lock()
 		last, seen := s.seen[key]
 		if !seen && len(s.seen) >= e.cfg.MaxValuesPerRule {

@@ -1,0 +1,356 @@
+package logrules
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/notifier"
+	"github.com/prometheus/prometheus/storage"
+
+	"github.com/leitstand/leitstand/collector"
+)
+
+type sample struct {
+	ls labels.Labels
+	t  int64
+	v  float64
+}
+
+// memStorage is an AppendableV2 that keeps committed samples.
+type memStorage struct {
+	mu      sync.Mutex
+	samples []sample
+}
+
+type memAppender struct {
+	s       *memStorage
+	pending []sample
+}
+
+func (m *memStorage) AppenderV2(context.Context) storage.AppenderV2 { return &memAppender{s: m} }
+
+func (a *memAppender) Append(_ storage.SeriesRef, ls labels.Labels, _, t int64, v float64, _ *histogram.Histogram, _ *histogram.FloatHistogram, _ storage.AppendV2Options) (storage.SeriesRef, error) {
+	a.pending = append(a.pending, sample{ls, t, v})
+	return 0, nil
+}
+func (a *memAppender) Commit() error {
+	a.s.mu.Lock()
+	a.s.samples = append(a.s.samples, a.pending...)
+	a.s.mu.Unlock()
+	return nil
+}
+func (a *memAppender) Rollback() error { return nil }
+
+type memNotifier struct {
+	mu     sync.Mutex
+	alerts []*notifier.Alert
+}
+
+func (n *memNotifier) Send(as ...*notifier.Alert) {
+	n.mu.Lock()
+	n.alerts = append(n.alerts, as...)
+	n.mu.Unlock()
+}
+
+func (n *memNotifier) take() []*notifier.Alert {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := n.alerts
+	n.alerts = nil
+	return out
+}
+
+var t0 = time.Date(2026, 11, 22, 4, 0, 0, 0, time.UTC)
+
+type harness struct {
+	e     *Engine
+	store *memStorage
+	notes *memNotifier
+	now   time.Time
+}
+
+func newHarness(t *testing.T, dir string, yml string) *harness {
+	t.Helper()
+	h := &harness{store: &memStorage{}, notes: &memNotifier{}, now: t0}
+	cfg := DefaultConfig(dir)
+	cfg.MaxSeriesPerRule = 3
+	e, err := New(cfg, Options{Appendable: h.store, Notifier: h.notes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.now = func() time.Time { return h.now }
+	rs, err := Parse("test.yml", []byte(yml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.SetRules(rs)
+	h.e = e
+	return h
+}
+
+func (h *harness) feed(evs ...*collector.Event) {
+	b := collector.NewBatch("test")
+	for _, e := range evs {
+		*b.Next() = e.Clone()
+	}
+	h.e.Process(b)
+	b.Release()
+}
+
+const recordRules = `
+groups:
+  - name: g
+    rules:
+      - log: '{event.dataset="syslog"} |= "Failed password"'
+        record: log:failed_logins:count
+        by: [host.name]
+        labels: {team: sec}
+`
+
+func TestRecord(t *testing.T) {
+	h := newHarness(t, t.TempDir(), recordRules)
+	h.feed(ev("Failed password for root", "event.dataset", "syslog", "host.name", "a"),
+		ev("Failed password for bob", "event.dataset", "syslog", "host.name", "a"),
+		ev("Failed password for bob", "event.dataset", "syslog", "host.name", "b"),
+		ev("Accepted password", "event.dataset", "syslog", "host.name", "a"),
+		ev("Failed password", "event.dataset", "nginx", "host.name", "a"),
+		ev("Failed password", "event.dataset", "syslog", "host.name", "self", "leitstand.receiver", "leitstand"))
+	if err := h.e.Tick(context.Background(), t0.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, s := range h.store.samples {
+		got[s.ls.String()] = s.v
+		if s.t != t0.Add(time.Minute).UnixMilli() {
+			t.Errorf("timestamp %d", s.t)
+		}
+	}
+	want := map[string]float64{
+		`{__name__="log:failed_logins:count", host_name="a", team="sec"}`: 2,
+		`{__name__="log:failed_logins:count", host_name="b", team="sec"}`: 1,
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %v", got)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s: got %v want %v (all: %v)", k, got[k], v, got)
+		}
+	}
+	// Cardinality cap (3 in the harness): the 4th and 5th host are dropped.
+	for _, host := range []string{"c", "d", "e"} {
+		h.feed(ev("Failed password", "event.dataset", "syslog", "host.name", host))
+	}
+	if n := len(h.e.Series()); n != 3 {
+		t.Errorf("series after cap: %d", n)
+	}
+}
+
+const alertRules = `
+groups:
+  - name: g
+    rules:
+      - log: '{event.dataset="syslog"} |= "Failed password" |~ "for (invalid user )?root"'
+        alert: RootLoginFailed
+        by: [host.name]
+        throttle: 10m
+        resolve_after: 15m
+        labels: {severity: page, host: '{{ .Field "host.name" }}'}
+        annotations: {summary: 'failed root login on {{ .Field "host.name" }} from {{ .Field "source.ip" }}'}
+`
+
+func TestAlertThrottleResolve(t *testing.T) {
+	h := newHarness(t, t.TempDir(), alertRules)
+	root := func(host string) *collector.Event {
+		return ev("Failed password for root from x", "event.dataset", "syslog", "host.name", host, "source.ip", "10.0.0.x")
+	}
+	h.feed(root("a"), root("a"), ev("Failed password for bob", "event.dataset", "syslog", "host.name", "a"))
+	sent := h.notes.take()
+	if len(sent) != 1 {
+		t.Fatalf("sent %d alerts, want 1 (throttled)", len(sent))
+	}
+	a := sent[0]
+	if a.Name() != "RootLoginFailed" || a.Labels.Get("host_name") != "a" || a.Labels.Get("severity") != "page" || a.Labels.Get("host") != "a" {
+		t.Errorf("labels %s", a.Labels)
+	}
+	if s := a.Annotations.Get("summary"); s != "failed root login on a from 10.0.0.x" {
+		t.Errorf("summary %q", s)
+	}
+	if al := h.e.Alerts(); len(al) != 1 || al[0].Value != 2 {
+		t.Fatalf("api alerts %v", al)
+	}
+	h.now = t0.Add(5 * time.Minute)
+	h.feed(root("a"))
+	if n := len(h.notes.take()); n != 0 {
+		t.Errorf("within throttle: sent %d", n)
+	}
+	h.now = t0.Add(11 * time.Minute)
+	h.feed(root("a"))
+	if n := len(h.notes.take()); n != 1 {
+		t.Errorf("after throttle: sent %d, want 1", n)
+	}
+	// Quiet for less than resolve_after: still firing.
+	_ = h.e.Tick(context.Background(), t0.Add(20*time.Minute))
+	if n := len(h.notes.take()); n != 0 || len(h.e.Alerts()) != 1 {
+		t.Errorf("resolved too early")
+	}
+	_ = h.e.Tick(context.Background(), t0.Add(26*time.Minute))
+	res := h.notes.take()
+	if len(res) != 1 || !res[0].EndsAt.Equal(t0.Add(26*time.Minute)) || len(h.e.Alerts()) != 0 {
+		t.Fatalf("resolve: %v, alerts %v", res, h.e.Alerts())
+	}
+	// A new match opens a new alert at once.
+	h.now = t0.Add(30 * time.Minute)
+	h.feed(root("a"))
+	if n := len(h.notes.take()); n != 1 {
+		t.Errorf("new alert after resolve: sent %d", n)
+	}
+}
+
+const newValueRules = `
+groups:
+  - name: g
+    rules:
+      - log: '{event.dataset="sentry.error", service.name=~"api|web"}'
+        alert: NewErrorKind
+        new_value: error.grouping_key
+        by: [service.name]
+        lookback: 1d
+        resolve_after: 1h
+`
+
+func TestNewValueAndState(t *testing.T) {
+	dir := t.TempDir()
+	h := newHarness(t, dir, newValueRules)
+	se := func(svc, key string) *collector.Event {
+		return ev("boom", "event.dataset", "sentry.error", "service.name", svc, "error.grouping_key", key)
+	}
+	h.feed(se("api", "k1"), se("api", "k1"), se("web", "k1"), se("db", "k9"))
+	sent := h.notes.take()
+	if len(sent) != 2 {
+		t.Fatalf("sent %d, want 2 (api/k1, web/k1)", len(sent))
+	}
+	if sent[0].Labels.Get("error_grouping_key") != "k1" {
+		t.Errorf("labels %s", sent[0].Labels)
+	}
+	// Persist, restart with a fresh engine: k1 is still known.
+	if err := h.e.SaveState(); err != nil {
+		t.Fatal(err)
+	}
+	h2 := newHarness(t, dir, newValueRules)
+	if err := h2.e.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer h2.e.Shutdown(context.Background())
+	h2.now = t0.Add(2 * time.Hour)
+	h2.feed(se("api", "k1"), se("api", "k2"))
+	sent = h2.notes.take()
+	if len(sent) != 1 || sent[0].Labels.Get("error_grouping_key") != "k2" {
+		t.Fatalf("after restart: %v", sent[0].Labels)
+	}
+	// Restored alerts resolve after their quiet period.
+	_ = h2.e.Tick(context.Background(), t0.Add(2*time.Hour))
+	if res := h2.notes.take(); len(res) != 2 {
+		t.Errorf("resolved %d restored alerts, want 2", len(res))
+	}
+	// Beyond the look-back a value is new again.
+	h2.now = t0.Add(50 * time.Hour)
+	_ = h2.e.Tick(context.Background(), h2.now)
+	h2.notes.take()
+	h2.feed(se("api", "k1"))
+	if n := len(h2.notes.take()); n != 1 {
+		t.Errorf("after look-back: sent %d", n)
+	}
+}
+
+func TestRecordStateSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	h := newHarness(t, dir, recordRules)
+	if err := h.e.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	h.feed(ev("Failed password", "event.dataset", "syslog", "host.name", "a"))
+	if err := h.e.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	h2 := newHarness(t, dir, recordRules)
+	if err := h2.e.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	h2.feed(ev("Failed password", "event.dataset", "syslog", "host.name", "a"))
+	if err := h2.e.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range h2.e.Series() {
+		if v != 2 {
+			t.Errorf("%s = %v, want 2 (counter continued)", k, v)
+		}
+	}
+}
+
+func TestLifecycle(t *testing.T) {
+	e, err := New(DefaultConfig(t.TempDir()), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := e.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := e.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Shutdown(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Shutdown(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestLoadFilesAndReloadKeepState(t *testing.T) {
+	e, err := New(DefaultConfig(t.TempDir()), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.LoadFiles([]string{"testdata/*.rules.yml"}); err == nil {
+		t.Fatal("bad file accepted")
+	}
+	if err := e.LoadFiles([]string{"testdata/log.rules.yml"}); err != nil {
+		t.Fatal(err)
+	}
+	b := collector.NewBatch("t")
+	*b.Next() = ev("Failed password for root", "event.dataset", "syslog", "host.name", "h").Clone()
+	e.Process(b)
+	b.Release()
+	if err := e.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if len(e.Rules()) != 3 || len(e.Series()) != 1 || len(e.Alerts()) != 1 {
+		t.Fatalf("after reload: %d rules, %v series, %d alerts", len(e.Rules()), e.Series(), len(e.Alerts()))
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	c := Config{}
+	err := c.Validate()
+	for _, k := range []string{"state_dir", "interval", "throttle", "max_series_per_rule", "max_values_per_rule"} {
+		if err == nil || !strings.Contains(err.Error(), k+":") {
+			t.Errorf("missing %s in %v", k, err)
+		}
+	}
+	d := DefaultConfig("/data")
+	if err := d.Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
