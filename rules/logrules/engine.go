@@ -281,11 +281,11 @@ func (e *Engine) evalEvent(set *ruleSet, sc *scratch, ev *collector.Event, now t
 	if m := set.ac; m != nil {
 		text := ev.Message()
 		st := int32(0)
-		w := int32(m.width)
 		for i := 0; i < len(text); i++ {
-			st = m.next[st*w+int32(m.classes[text[i]])]
-			if o := m.out[st]; len(o) > 0 {
-				for _, id := range o {
+			st = m.next[st+int32(m.classes[text[i]])]
+			if st < 0 {
+				st &^= outFlag
+				for _, id := range m.out[st/int32(m.width)] {
 					for _, ri := range set.litRules[id] {
 						check(ri)
 					}

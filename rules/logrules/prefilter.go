@@ -6,8 +6,11 @@ package logrules
 type matcher struct {
 	classes [256]uint8 // byte → alphabet class; 0: byte in no pattern
 	width   int        // number of classes
-	next    []int32    // state*width + class → state (complete DFA)
-	out     [][]int32  // state → pattern ids ending here (with suffix outputs)
+	// next is the complete DFA: next[state*width+class] is the next state,
+	// premultiplied by width, with outFlag set when patterns end there, so
+	// the scan loop is one load and one test per byte.
+	next []int32
+	out  [][]int32 // state → pattern ids ending here (with suffix outputs)
 }
 
 func newMatcher(patterns []string) *matcher {
@@ -72,20 +75,29 @@ classify:
 	}
 	m.next = make([]int32, len(goTo)*m.width)
 	for s, row := range goTo {
-		copy(m.next[s*m.width:], row)
+		for c, t := range row {
+			v := t * int32(m.width)
+			if len(m.out[t]) > 0 {
+				v |= outFlag
+			}
+			m.next[s*m.width+c] = v
+		}
 	}
 	return m
 }
+
+// outFlag marks a transition into a state where patterns end.
+const outFlag = -1 << 31
 
 // scan calls hit for every pattern occurrence end in text (a pattern may be
 // reported more than once).
 func (m *matcher) scan(text string, hit func(id int32)) {
 	s := int32(0)
-	w := int32(m.width)
 	for i := 0; i < len(text); i++ {
-		s = m.next[s*w+int32(m.classes[text[i]])]
-		if o := m.out[s]; len(o) > 0 {
-			for _, id := range o {
+		s = m.next[s+int32(m.classes[text[i]])]
+		if s < 0 {
+			s &^= outFlag
+			for _, id := range m.out[s/int32(m.width)] {
 				hit(id)
 			}
 		}
