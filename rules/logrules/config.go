@@ -60,12 +60,15 @@ func (c *Config) Validate() error {
 	if c.StateDir == "" {
 		errs.Addf("state_dir", "must be set (default DATA/logrules)")
 	}
-	for key, d := range map[string]rules.Duration{
-		"interval": c.Interval, "state_interval": c.StateInterval, "throttle": c.Throttle,
-		"resolve_after": c.ResolveAfter, "lookback": c.Lookback,
+	for _, d := range []struct {
+		key string
+		v   rules.Duration
+	}{
+		{"interval", c.Interval}, {"state_interval", c.StateInterval}, {"throttle", c.Throttle},
+		{"resolve_after", c.ResolveAfter}, {"lookback", c.Lookback},
 	} {
-		if d <= 0 {
-			errs.Addf(key, "must be a positive duration, got %s", d)
+		if d.v <= 0 {
+			errs.Addf(d.key, "must be a positive duration, got %s", d.v)
 		}
 	}
 	if c.MaxSeriesPerRule <= 0 {

@@ -503,7 +503,7 @@ func (e *Engine) send(as ...*notifier.Alert) {
 func (e *Engine) Tick(ctx context.Context, now time.Time) error {
 	set := e.set.Load()
 	var (
-		resolved []*notifier.Alert
+		resolved []*notifier.Alert // resolved, and firing ones refreshed
 		app      storage.AppenderV2
 		appended int
 	)
@@ -524,11 +524,18 @@ func (e *Engine) Tick(ctx context.Context, now time.Time) error {
 				appended++
 			}
 		}
-		quiet := e.resolveAfter(r)
+		quiet, throttle := e.resolveAfter(r), e.throttle(r)
 		for k, a := range s.alerts {
-			if now.Sub(a.lastMatch) >= quiet {
+			switch {
+			case now.Sub(a.lastMatch) >= quiet:
 				resolved = append(resolved, &notifier.Alert{Labels: a.labels, Annotations: a.annotations, StartsAt: a.activeAt, EndsAt: now})
 				delete(s.alerts, k)
+			case a.lastMatch.After(a.lastSent) && now.Sub(a.lastSent) >= throttle:
+				// Matches came in while throttled and none since the window
+				// ended: refresh the alert so a receiver that honours EndsAt
+				// does not resolve it before we do.
+				a.lastSent = now
+				resolved = append(resolved, &notifier.Alert{Labels: a.labels, Annotations: a.annotations, StartsAt: a.activeAt, EndsAt: now.Add(max(quiet, throttle))})
 			}
 		}
 		lb := e.lookback(r)

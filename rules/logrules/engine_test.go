@@ -354,3 +354,23 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestAlertRefreshAfterThrottledMatches(t *testing.T) {
+	h := newHarness(t, t.TempDir(), alertRules)
+	root := ev("Failed password for root", "event.dataset", "syslog", "host.name", "a")
+	h.feed(root)
+	h.now = t0.Add(9 * time.Minute)
+	h.feed(root)
+	if n := len(h.notes.take()); n != 1 {
+		t.Fatalf("sent %d, want 1", n)
+	}
+	_ = h.e.Tick(context.Background(), t0.Add(10*time.Minute))
+	got := h.notes.take()
+	if len(got) != 1 || !got[0].EndsAt.Equal(t0.Add(25*time.Minute)) {
+		t.Fatalf("refresh: %v", got)
+	}
+	_ = h.e.Tick(context.Background(), t0.Add(24*time.Minute))
+	if res := h.notes.take(); len(res) != 1 || !res[0].EndsAt.Equal(t0.Add(24*time.Minute)) {
+		t.Fatalf("resolve 15m after the last match: %v", res)
+	}
+}

@@ -147,6 +147,7 @@ func Parse(file string, content []byte) ([]*Rule, error) {
 				continue
 			}
 			names[group][key] = true
+			r.ID() // computed once here, so later readers only read it
 			out = append(out, r)
 		}
 	}
