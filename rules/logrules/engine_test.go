@@ -374,3 +374,24 @@ func TestAlertRefreshAfterThrottledMatches(t *testing.T) {
 		t.Fatalf("resolve 15m after the last match: %v", res)
 	}
 }
+
+func TestProcessConcurrent(t *testing.T) {
+	h := newHarness(t, t.TempDir(), recordRules+strings.TrimPrefix(alertRules, "\ngroups:\n  - name: g\n    rules:\n"))
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 100 {
+				h.feed(ev("Failed password for root", "event.dataset", "syslog", "host.name", "a"))
+			}
+		}()
+	}
+	wg.Wait()
+	if got := h.e.Series()[`{__name__="log:failed_logins:count", host_name="a", team="sec"}`]; got != 400 {
+		t.Errorf("count %v, want 400 (%v)", got, h.e.Series())
+	}
+	if al := h.e.Alerts(); len(al) != 1 || al[0].Value != 400 {
+		t.Errorf("alerts %v", al)
+	}
+}
