@@ -44,6 +44,9 @@ type Alert struct {
 	StartsAt     time.Time         `json:"startsAt,omitzero"`
 	EndsAt       time.Time         `json:"endsAt,omitzero"`
 	GeneratorURL string            `json:"generatorURL,omitempty"`
+	// State is pending or firing in the API's answers (from FromRules);
+	// never sent to Alertmanager.
+	State string `json:"state,omitempty"`
 }
 
 // Firing reports whether the alert is active at t.
@@ -393,6 +396,26 @@ func (r *Router) Alerts() []Alert {
 		}
 	}
 	return out
+}
+
+// FromRules returns the active (pending and firing) alerts of rule engines
+// labelled with their roles, one per owning role, for NewAPI: the rule
+// engine's view, including alerts not yet sent.
+// Pass rules.Engine.ActiveAlerts (and the log rules' source).
+func (r *Router) FromRules(sources ...rules.AlertSource) func() []Alert {
+	return func() []Alert {
+		var out []Alert
+		for _, src := range sources {
+			for _, a := range src() {
+				copies, _ := r.Label(&notifier.Alert{Labels: a.Labels, Annotations: a.Annotations, StartsAt: a.ActiveAt})
+				for i := range copies {
+					copies[i].State = a.State.String()
+				}
+				out = append(out, copies...)
+			}
+		}
+		return out
+	}
 }
 
 type countKey struct{ role, state, severity string }
