@@ -56,6 +56,7 @@ type Engine struct {
 	restored map[string]*ruleSnapshot // state read at Start for rules not (yet) loaded
 
 	runMu   sync.Mutex
+	started bool // state restored
 	cancel  context.CancelFunc
 	done    chan struct{}
 	scratch sync.Pool
@@ -604,8 +605,14 @@ func (e *Engine) Start(context.Context) error {
 	if e.cancel != nil {
 		return nil
 	}
-	if err := e.restoreState(); err != nil {
-		e.log.Warn("log rules: state not restored", "err", err)
+	// State is read at the first Start only: after a Shutdown the counters
+	// in memory are newer than the file (Process keeps counting while the
+	// loop is stopped).
+	if !e.started {
+		e.started = true
+		if err := e.restoreState(); err != nil {
+			e.log.Warn("log rules: state not restored", "err", err)
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel, e.done = cancel, make(chan struct{})

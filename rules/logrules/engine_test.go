@@ -395,3 +395,28 @@ func TestProcessConcurrent(t *testing.T) {
 		t.Errorf("alerts %v", al)
 	}
 }
+
+func TestRestartKeepsNewerCounts(t *testing.T) {
+	h := newHarness(t, t.TempDir(), recordRules)
+	ctx := context.Background()
+	f := func() { h.feed(ev("Failed password", "event.dataset", "syslog", "host.name", "a")) }
+	if err := h.e.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f()
+	if err := h.e.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f() // the pipeline may still run while the loop is stopped
+	if err := h.e.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.e.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range h.e.Series() {
+		if v != 2 {
+			t.Errorf("%s = %v, want 2", k, v)
+		}
+	}
+}
