@@ -420,3 +420,22 @@ func TestRestartKeepsNewerCounts(t *testing.T) {
 		}
 	}
 }
+
+func TestStateKeepsInvalidUTF8Keys(t *testing.T) {
+	dir := t.TempDir()
+	h := newHarness(t, dir, alertRules)
+	root := ev("Failed password for root", "event.dataset", "syslog", "host.name", "\xff\xfe")
+	h.feed(root)
+	if err := h.e.SaveState(); err != nil {
+		t.Fatal(err)
+	}
+	h2 := newHarness(t, dir, alertRules)
+	if err := h2.e.restoreState(); err != nil {
+		t.Fatal(err)
+	}
+	h2.now = t0.Add(time.Minute)
+	h2.feed(root)
+	if n := len(h2.notes.take()); n != 0 || len(h2.e.Alerts()) != 1 {
+		t.Errorf("restored group not recognised: sent %d, %d alerts", n, len(h2.e.Alerts()))
+	}
+}

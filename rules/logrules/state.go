@@ -15,21 +15,28 @@ import (
 // stateFile is the file under state_dir that holds every rule's state.
 const stateFile = "logrules-state.json"
 
-// ruleSnapshot is the persisted state of one rule, keyed by Rule.ID.
+// ruleSnapshot is the persisted state of one rule, keyed by Rule.ID. Group
+// keys are field values joined, which may be any bytes: they are stored as
+// []byte (base64 in JSON) so that invalid UTF-8 survives the round trip.
 type ruleSnapshot struct {
-	Series []seriesSnapshot     `json:"series,omitempty"`
-	Alerts []alertSnapshot      `json:"alerts,omitempty"`
-	Seen   map[string]time.Time `json:"seen,omitempty"`
+	Series []seriesSnapshot `json:"series,omitempty"`
+	Alerts []alertSnapshot  `json:"alerts,omitempty"`
+	Seen   []seenSnapshot   `json:"seen,omitempty"`
+}
+
+type seenSnapshot struct {
+	Key []byte    `json:"key"`
+	At  time.Time `json:"at"`
 }
 
 type seriesSnapshot struct {
-	Key    string            `json:"key"`
+	Key    []byte            `json:"key"`
 	Labels map[string]string `json:"labels"`
 	Count  float64           `json:"count"`
 }
 
 type alertSnapshot struct {
-	Key         string            `json:"key"`
+	Key         []byte            `json:"key"`
 	Labels      map[string]string `json:"labels"`
 	Annotations map[string]string `json:"annotations,omitempty"`
 	ActiveAt    time.Time         `json:"active_at"`
@@ -37,6 +44,8 @@ type alertSnapshot struct {
 	LastSent    time.Time         `json:"last_sent"`
 	Count       float64           `json:"count"`
 }
+
+const stateVersion = 1
 
 type stateDoc struct {
 	Version int                      `json:"version"`
@@ -48,17 +57,14 @@ func (s *ruleState) snapshot() *ruleSnapshot {
 	defer s.mu.Unlock()
 	snap := &ruleSnapshot{}
 	for k, se := range s.series {
-		snap.Series = append(snap.Series, seriesSnapshot{Key: k, Labels: se.labels.Map(), Count: se.count})
+		snap.Series = append(snap.Series, seriesSnapshot{Key: []byte(k), Labels: se.labels.Map(), Count: se.count})
 	}
 	for k, a := range s.alerts {
-		snap.Alerts = append(snap.Alerts, alertSnapshot{Key: k, Labels: a.labels.Map(), Annotations: a.annotations.Map(),
+		snap.Alerts = append(snap.Alerts, alertSnapshot{Key: []byte(k), Labels: a.labels.Map(), Annotations: a.annotations.Map(),
 			ActiveAt: a.activeAt, LastMatch: a.lastMatch, LastSent: a.lastSent, Count: a.count})
 	}
-	if len(s.seen) > 0 {
-		snap.Seen = make(map[string]time.Time, len(s.seen))
-		for k, t := range s.seen {
-			snap.Seen[k] = t
-		}
+	for k, t := range s.seen {
+		snap.Seen = append(snap.Seen, seenSnapshot{Key: []byte(k), At: t})
 	}
 	return snap
 }
@@ -67,14 +73,14 @@ func (s *ruleState) restore(snap *ruleSnapshot) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, se := range snap.Series {
-		s.series[se.Key] = &series{labels: labels.FromMap(se.Labels), count: se.Count}
+		s.series[string(se.Key)] = &series{labels: labels.FromMap(se.Labels), count: se.Count}
 	}
 	for _, a := range snap.Alerts {
-		s.alerts[a.Key] = &alertState{labels: labels.FromMap(a.Labels), annotations: labels.FromMap(a.Annotations),
+		s.alerts[string(a.Key)] = &alertState{labels: labels.FromMap(a.Labels), annotations: labels.FromMap(a.Annotations),
 			activeAt: a.ActiveAt, lastMatch: a.LastMatch, lastSent: a.LastSent, count: a.Count}
 	}
-	for k, t := range snap.Seen {
-		s.seen[k] = t
+	for _, v := range snap.Seen {
+		s.seen[string(v.Key)] = v.At
 	}
 }
 
@@ -83,7 +89,7 @@ func (s *ruleState) restore(snap *ruleSnapshot) {
 func (e *Engine) SaveState() error {
 	e.loadMu.Lock()
 	defer e.loadMu.Unlock()
-	doc := stateDoc{Version: 1, Rules: map[string]*ruleSnapshot{}}
+	doc := stateDoc{Version: stateVersion, Rules: map[string]*ruleSnapshot{}}
 	for id, snap := range e.restored { // state of rules not loaded now is kept
 		doc.Rules[id] = snap
 	}
@@ -132,6 +138,9 @@ func (e *Engine) restoreState() error {
 	var doc stateDoc
 	if err := json.Unmarshal(data, &doc); err != nil {
 		return fmt.Errorf("%s: %w", stateFile, err)
+	}
+	if doc.Version != stateVersion {
+		return fmt.Errorf("%s: version %d, want %d", stateFile, doc.Version, stateVersion)
 	}
 	e.loadMu.Lock()
 	defer e.loadMu.Unlock()
