@@ -3,8 +3,10 @@ package logrules
 import (
 	"fmt"
 	"regexp"
+	"regexp/syntax"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
@@ -232,16 +234,59 @@ func (f *LineFilter) matches(msg string) bool {
 	}
 }
 
-// requiredLiteral is the longest |= literal: a message without it cannot
-// match, which is what the prefilter scans for.
+// requiredLiteral is the longest literal a matching message must contain
+// (from |= filters and the literal parts every match of a |~ regexp
+// has): the prefilter scans for it.
 func (s *Selector) requiredLiteral() string {
 	best := ""
 	for _, f := range s.Filters {
-		if f.Op == FilterContains && len(f.Pattern) > len(best) {
-			best = f.Pattern
+		lit := ""
+		switch f.Op {
+		case FilterContains:
+			lit = f.Pattern
+		case FilterMatch:
+			if re, err := syntax.Parse(f.Pattern, syntax.Perl); err == nil {
+				lit = regexpLiteral(re.Simplify())
+			}
+		}
+		if len(lit) > len(best) {
+			best = lit
 		}
 	}
 	return best
+}
+
+// regexpLiteral returns the longest case-sensitive literal that every
+// match of re contains ("" when there is none it can be sure of).
+func regexpLiteral(re *syntax.Regexp) string {
+	switch re.Op {
+	case syntax.OpLiteral:
+		if re.Flags&syntax.FoldCase != 0 {
+			return ""
+		}
+		lit := string(re.Rune)
+		// Invalid bytes in a message match U+FFFD: a literal holding it
+		// proves nothing about the message's bytes.
+		if strings.ContainsRune(lit, utf8.RuneError) {
+			return ""
+		}
+		return lit
+	case syntax.OpCapture, syntax.OpPlus:
+		return regexpLiteral(re.Sub[0])
+	case syntax.OpRepeat:
+		if re.Min >= 1 {
+			return regexpLiteral(re.Sub[0])
+		}
+	case syntax.OpConcat:
+		best := ""
+		for _, sub := range re.Sub {
+			if l := regexpLiteral(sub); len(l) > len(best) {
+				best = l
+			}
+		}
+		return best
+	}
+	return ""
 }
 
 // equalValue returns the value of an equality matcher on name, if any.

@@ -84,3 +84,22 @@ func TestMatcherFindsAll(t *testing.T) {
 		}
 	}
 }
+
+func TestRequiredLiteral(t *testing.T) {
+	for sel, want := range map[string]string{
+		`|= "ab" |~ "errcode-1 (timeout|refused)"`: "errcode-1 ",
+		`|~ "(?i)timeout"`:                         "",
+		`|~ "a|b"`:                                 "",
+		`|~ "x(yz)+w"`:                             "yz",
+		`|~ "(foo)?bar"`:                           "bar",
+		`!~ "longliteral" |= "x"`:                  "x",
+	} {
+		s, err := ParseSelector(sel)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := s.requiredLiteral(); got != want {
+			t.Errorf("%s: got %q want %q", sel, got, want)
+		}
+	}
+}
