@@ -47,6 +47,8 @@ type Alert struct {
 	// State is pending or firing in the API's answers (from FromRules);
 	// never sent to Alertmanager.
 	State string `json:"state,omitempty"`
+
+	hash uint64 // of the labels, role included: the key of Router.active
 }
 
 // Firing reports whether the alert is active at t.
@@ -75,8 +77,9 @@ type Router struct {
 	cancel   context.CancelFunc
 	shutOnce sync.Once
 
-	activeMu sync.Mutex
-	active   map[string]*Alert // by label set incl. role
+	activeMu  sync.Mutex
+	active    map[uint64]*Alert // by labels hash, role included
+	lastPrune time.Time
 }
 
 // New validates cfg, reads the token files and returns a Router that
@@ -97,7 +100,7 @@ func New(cfg Config, opts Options) (*Router, error) {
 		wake:   make(chan struct{}, 1),
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
-		active: map[string]*Alert{},
+		active: map[uint64]*Alert{},
 	}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	var errs config.Errors
@@ -150,6 +153,7 @@ func (r *Router) Label(a *notifier.Alert) ([]Alert, bool) {
 	for _, role := range roles {
 		l := labels.NewBuilder(a.Labels).Set(RoleLabel, role).Labels()
 		out = append(out, Alert{
+			hash:   l.Hash(),
 			Labels: l.Map(), Annotations: a.Annotations.Map(),
 			StartsAt: a.StartsAt, EndsAt: a.EndsAt, GeneratorURL: a.GeneratorURL,
 		})
@@ -359,21 +363,20 @@ func (r *Router) postOnce(ctx context.Context, url string, body []byte) error {
 // leitstand_alerts{state="resolved"} gauge.
 const resolvedKeep = 15 * time.Minute
 
-func alertKey(l map[string]string) string {
-	return labels.FromMap(l).String()
-}
-
 func (r *Router) remember(as []Alert, now time.Time) {
 	r.activeMu.Lock()
 	defer r.activeMu.Unlock()
 	for i := range as {
 		a := as[i]
-		r.active[alertKey(a.Labels)] = &a
+		r.active[a.hash] = &a
 	}
-	r.pruneLocked(now)
+	if now.Sub(r.lastPrune) > 10*time.Second {
+		r.pruneLocked(now)
+	}
 }
 
 func (r *Router) pruneLocked(now time.Time) {
+	r.lastPrune = now
 	for k, a := range r.active {
 		if !a.EndsAt.IsZero() && a.EndsAt.Add(resolvedKeep).Before(now) {
 			delete(r.active, k)
