@@ -2,6 +2,7 @@ package logrules
 
 import (
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -60,6 +61,24 @@ func FuzzMatcher(f *testing.F) {
 			if want := strings.Contains(text, p); got[int32(id)] != want {
 				t.Fatalf("%q in %q: got %v want %v", p, text, got[int32(id)], want)
 			}
+		}
+	})
+}
+
+// FuzzRegexpLiteral: a message a |~ filter matches always contains the
+// literal the prefilter scans for.
+func FuzzRegexpLiteral(f *testing.F) {
+	f.Add("errcode-1 (timeout|refused)", "x errcode-1 timeout")
+	f.Add("(?i)abc", "ABC")
+	f.Add("a\\x{fffd}b", "a\xffb")
+	f.Fuzz(func(t *testing.T, pattern, msg string) {
+		sel, err := ParseSelector("|~ " + strconv.Quote(pattern))
+		if err != nil {
+			return
+		}
+		lit := sel.requiredLiteral()
+		if sel.Matches(ev(msg)) && !strings.Contains(msg, lit) {
+			t.Fatalf("%q matches %q without literal %q", pattern, msg, lit)
 		}
 	})
 }
