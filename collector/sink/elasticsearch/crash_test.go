@@ -28,7 +28,7 @@ func TestRealRejectionsRetried(t *testing.T) {
 	s, reg, logs := startSink(t, cfg)
 	waitReady(t, s, 60*time.Second)
 
-	const callers, batches, per, datasets = 2, 5, 2000, 8
+	const callers, batches, per, datasets = 2, 3, 2000, 8
 	var g errgroup.Group
 	for c := 0; c < callers; c++ {
 		g.Go(func() error {
@@ -96,7 +96,7 @@ func TestKillRestartThroughSpool(t *testing.T) {
 		_ = sp.Shutdown(ctx)
 	}()
 
-	// The feeder appends 40-event batches without ids (the spool gives
+	// The feeder appends 20-event batches without ids (the spool gives
 	// each a position id) every 10ms until told to stop.
 	var fed atomic.Int64
 	stop := make(chan struct{})
@@ -111,14 +111,14 @@ func TestKillRestartThroughSpool(t *testing.T) {
 			case <-time.After(10 * time.Millisecond):
 			}
 			n := int(fed.Load())
-			b := makeBatch(n, 40, eventSpec{dataset: "crash"})
+			b := makeBatch(n, 20, eventSpec{dataset: "crash"})
 			if err := sp.Consume(context.Background(), b); err != nil {
 				t.Errorf("spool: %v", err)
 				b.Release()
 				return
 			}
 			b.Release()
-			fed.Add(40)
+			fed.Add(20)
 		}
 	}()
 
