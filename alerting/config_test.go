@@ -87,3 +87,23 @@ func TestParseMatcher(t *testing.T) {
 		}
 	}
 }
+
+func TestPossibleOwners(t *testing.T) {
+	cfg, err := loadConfig(t, "testdata/roles.good.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		static map[string]string
+		want   string
+	}{
+		{map[string]string{"service": "postgres", "namespace": "db"}, "dba,tenant-admin/acme"},
+		{map[string]string{"namespace": "payments"}, "dba,dev/payments,tenant-admin/acme"},
+		{map[string]string{"namespace": "x", "service": "y", "tenant": "z"}, ""},
+		{map[string]string{"tenant": "acme", "severity": "info", "service": "web", "namespace": "web"}, ""},
+	} {
+		if got := strings.Join(cfg.PossibleOwners(c.static), ","); got != c.want {
+			t.Errorf("%v: %q, want %q", c.static, got, c.want)
+		}
+	}
+}

@@ -34,3 +34,29 @@ func (c *Config) Receivers(get func(name string) string) []string {
 	}
 	return append(out, r.Name)
 }
+
+// PossibleOwners returns the roles that may own alerts of a rule with these
+// static labels: those none of whose matchers contradicts a label the rule
+// sets. Labels the rule does not set come from the series at run time and
+// are assumed to fit. `leitstand check` warns about rules for which this is
+// empty (only the default role would get their alerts).
+func (c *Config) PossibleOwners(static map[string]string) []string {
+	var out []string
+	for i := range c.Roles {
+		r := &c.Roles[i]
+		if len(r.matchers) == 0 {
+			continue
+		}
+		possible := true
+		for _, m := range r.matchers {
+			if v, ok := static[m.Name]; ok && !m.Matches(v) {
+				possible = false
+				break
+			}
+		}
+		if possible {
+			out = append(out, r.Name)
+		}
+	}
+	return out
+}
