@@ -67,8 +67,11 @@ type Config struct {
 	// RescanInterval is how often the roots are listed again in full, for
 	// anything the file system notifications missed. Default 10s.
 	RescanInterval time.Duration `yaml:"rescan_interval"`
-	// PollInterval is how often an idle file is checked for new lines when
-	// no notification came. Default 1s.
+	// PollInterval is how soon the file being read is checked again for
+	// new lines after a read; while it stays quiet the wait doubles, up to
+	// eight times this. (Directory notifications report new pods, files and
+	// rotations at once, but not writes: those would be one wake-up per
+	// line.) Default 250ms.
 	PollInterval time.Duration `yaml:"poll_interval"`
 	// BatchWait is the least time between two batches of one file unless
 	// the previous batch was full, so a busy file is read in chunks rather
@@ -89,13 +92,15 @@ type Config struct {
 	// ReadBufferBytes is the size of one read from a file; it bounds the
 	// memory each file being read takes. Default 128KiB.
 	ReadBufferBytes config.ByteSize `yaml:"read_buffer_bytes"`
-	// MaxBatchEvents is the most events in one batch. Default 2048.
+	// MaxBatchEvents is the most events in one batch. Default 512.
 	MaxBatchEvents int `yaml:"max_batch_events"`
-	// MaxBatchBytes is the most message bytes in one batch. Default 1MiB.
+	// MaxBatchBytes is the most message bytes in one batch. Default 512KiB.
 	MaxBatchBytes config.ByteSize `yaml:"max_batch_bytes"`
 	// MaxInflightBatches bounds the batches being read or waiting for the
 	// aggregator at once, across all files: with the read buffers, this is
-	// what bounds the receiver's memory. Default 8.
+	// what bounds the receiver's memory. The agent's pipeline needs at least
+	// this many workers, since each batch waits for the aggregator.
+	// Default 4.
 	MaxInflightBatches int `yaml:"max_inflight_batches"`
 	// RetryMinBackoff is the first wait before a batch that was not
 	// acknowledged is read and sent again; it doubles up to
@@ -187,15 +192,15 @@ func DefaultConfig() Config {
 		StartAt:            StartBeginning,
 		CheckpointInterval: time.Second,
 		RescanInterval:     10 * time.Second,
-		PollInterval:       time.Second,
+		PollInterval:       250 * time.Millisecond,
 		BatchWait:          200 * time.Millisecond,
 		RotateWait:         5 * time.Second,
 		PartialWait:        5 * time.Second,
 		MaxLineBytes:       64 << 10,
 		ReadBufferBytes:    128 << 10,
-		MaxBatchEvents:     2048,
-		MaxBatchBytes:      1 << 20,
-		MaxInflightBatches: 8,
+		MaxBatchEvents:     512,
+		MaxBatchBytes:      512 << 10,
+		MaxInflightBatches: 4,
 		RetryMinBackoff:    time.Second,
 		RetryMaxBackoff:    30 * time.Second,
 		ForgetAfter:        time.Hour,

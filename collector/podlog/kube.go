@@ -224,7 +224,7 @@ func labelFields(labels map[string]string) []collector.Field {
 	}
 	out := make([]collector.Field, 0, len(labels))
 	for name, v := range labels {
-		out = append(out, collector.Field{Key: "kubernetes.labels." + strings.ReplaceAll(name, ".", "_"), Kind: collector.KindString, Str: v})
+		out = append(out, collector.Field{Key: labelPrefix + strings.ReplaceAll(name, ".", "_"), Kind: collector.KindString, Str: v})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
 	return out

@@ -455,16 +455,18 @@ func (r *reader) emit(b *collector.Batch, stream int, off, win int64, n int32, t
 	id = append(id, ':')
 	id = strconv.AppendInt(id, int64(n), 10)
 	e.ID = b.Arena.Commit(id)
-	e.Fields = append(e.Fields, r.f.static...)
+	// Fields go in in key order, so the pipeline's sort finds them sorted.
+	e.Fields = append(e.Fields, r.f.static[:r.f.labelsAt]...)
 	if labels := r.f.labels(); labels != nil {
 		e.Fields = append(e.Fields, labels...)
 	}
-	e.Add(collector.FieldMessage, collector.KindString, b.Arena.String(text))
-	e.Add("log.iostream", collector.KindString, streamNames[stream])
-	var num [20]byte
-	e.Add("log.offset", collector.KindNumber, b.Arena.String(strconv.AppendInt(num[:0], off, 10)))
+	e.Fields = append(e.Fields, r.f.static[r.f.labelsAt:]...)
 	if flags != 0 {
 		e.Add("log.flags", collector.KindRaw, flagValues[flags])
 	}
+	e.Add("log.iostream", collector.KindString, streamNames[stream])
+	var num [20]byte
+	e.Add("log.offset", collector.KindNumber, b.Arena.String(strconv.AppendInt(num[:0], off, 10)))
+	e.Add(collector.FieldMessage, collector.KindString, b.Arena.String(text))
 	r.batchBytes += len(text)
 }

@@ -9,12 +9,12 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/leitstand/leitstand/collector"
@@ -61,7 +61,7 @@ type Receiver struct {
 	initial  bool      // the first scan is running
 	saveNow  chan struct{}
 
-	watcher *fsnotify.Watcher
+	watcher *dirWatcher
 	ctx     context.Context
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -160,9 +160,9 @@ func (r *Receiver) Start(context.Context) error {
 		r.wg.Add(1)
 		go func() { defer r.wg.Done(); k.run(r.ctx) }()
 	}
-	w, err := fsnotify.NewWatcher()
+	w, err := newDirWatcher()
 	if err != nil {
-		r.log.Warn("podlog: no file system notifications; polling only", "err", err)
+		r.log.Warn("podlog: no directory notifications; new pods and rotations are found by polling", "err", err)
 	} else {
 		r.watcher = w
 	}
@@ -222,7 +222,7 @@ func (r *Receiver) stop() bool {
 	}
 	r.cancel()
 	if r.watcher != nil {
-		r.watcher.Close()
+		r.watcher.close()
 	}
 	return true
 }
@@ -305,10 +305,9 @@ func (r *Receiver) checkpointer() {
 func (r *Receiver) discover() {
 	tick := time.NewTicker(r.cfg.RescanInterval)
 	defer tick.Stop()
-	var events chan fsnotify.Event
-	var errs chan error
+	var events chan dirEvent
 	if r.watcher != nil {
-		events, errs = r.watcher.Events, r.watcher.Errors
+		events = r.watcher.events
 	}
 	for {
 		select {
@@ -320,71 +319,48 @@ func (r *Receiver) discover() {
 				continue
 			}
 			r.handle(ev)
-		case err, ok := <-errs:
-			if !ok {
-				errs = nil
-				continue
-			}
-			// Usually an overflowing queue: list everything again.
-			r.log.Warn("podlog: file system notifications failed; listing the roots again", "err", err)
-			r.scanRoots()
 		case <-tick.C:
 			r.scanRoots()
 		}
 	}
 }
 
-// handle routes one notification: data for a family, or a directory that
-// changed.
-func (r *Receiver) handle(ev fsnotify.Event) {
-	dir, name := filepath.Split(ev.Name)
-	dir = filepath.Clean(dir)
-	r.mu.Lock()
-	fams := r.byDir[dir]
-	r.mu.Unlock()
-	if ev.Op == fsnotify.Write {
-		for _, f := range fams {
-			if name == f.base || rotatedOf(name, f.base) {
-				f.notify(false)
-			}
-		}
+// handle routes one notification: a pod directory, a container directory
+// or a log file came or went.
+func (r *Receiver) handle(ev dirEvent) {
+	if ev.overflow {
+		r.log.Warn("podlog: directory notifications overflowed; listing the roots again")
+		r.scanRoots()
 		return
 	}
-	if ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename) {
+	path := filepath.Join(ev.dir, ev.name)
+	if ev.self {
+		path = ev.dir
+	}
+	if !ev.created {
 		r.mu.Lock()
-		delete(r.watched, ev.Name) // a removed directory loses its watch
+		delete(r.watched, path) // a removed directory loses its watch
 		r.mu.Unlock()
 	}
+	r.mu.Lock()
+	fams := r.byDir[ev.dir]
+	r.mu.Unlock()
 	for _, f := range fams {
 		f.notify(true)
-	}
-	if ev.Has(fsnotify.Chmod) && !ev.Has(fsnotify.Create) {
-		return
 	}
 	// Which level changed: a root (pods), a pod directory (containers) or
 	// a container directory (files)?
 	for _, root := range r.cfg.Roots {
-		rel, err := filepath.Rel(root, ev.Name)
-		if err != nil || strings.HasPrefix(rel, "..") {
+		rel, err := filepath.Rel(root, path)
+		if err != nil || rel == "." || strings.HasPrefix(rel, "..") {
 			continue
 		}
-		switch parts := strings.Split(rel, string(filepath.Separator)); len(parts) {
-		case 1:
-			if ev.Has(fsnotify.Create) {
-				r.scanPod(root, parts[0])
-			} else {
-				r.notifyUnder(filepath.Join(root, parts[0]))
-			}
-		case 2:
-			if ev.Has(fsnotify.Create) {
-				r.scanPod(root, parts[0])
-			} else {
-				r.notifyUnder(ev.Name)
-			}
-		case 3:
-			if ev.Has(fsnotify.Create) || ev.Has(fsnotify.Rename) {
-				r.scanPod(root, parts[0])
-			}
+		parts := strings.Split(rel, string(filepath.Separator))
+		switch {
+		case ev.created && len(parts) <= 3:
+			r.scanPod(root, parts[0])
+		case !ev.created && len(parts) <= 2:
+			r.notifyUnder(path)
 		}
 		return
 	}
@@ -403,9 +379,11 @@ func (r *Receiver) notifyUnder(dir string) {
 	}
 }
 
-// scanRoots lists every root.
+// scanRoots lists every root. Each directory is watched before it is
+// listed, so nothing created in between goes unnoticed.
 func (r *Receiver) scanRoots() {
 	for _, root := range r.cfg.Roots {
+		r.watch(root)
 		entries, err := os.ReadDir(root)
 		if err != nil {
 			if !errors.Is(err, os.ErrNotExist) {
@@ -413,7 +391,6 @@ func (r *Receiver) scanRoots() {
 			}
 			continue
 		}
-		r.watch(root)
 		for _, e := range entries {
 			if e.IsDir() {
 				r.scanPod(root, e.Name())
@@ -430,11 +407,11 @@ func (r *Receiver) scanPod(root, name string) {
 		return
 	}
 	podPath := filepath.Join(root, name)
+	r.watch(podPath)
 	containers, err := os.ReadDir(podPath)
 	if err != nil {
 		return
 	}
-	r.watch(podPath)
 	for _, c := range containers {
 		if !c.IsDir() {
 			continue
@@ -443,11 +420,11 @@ func (r *Receiver) scanPod(root, name string) {
 			continue
 		}
 		dir := filepath.Join(podPath, c.Name())
+		r.watch(dir)
 		files, err := os.ReadDir(dir)
 		if err != nil {
 			continue
 		}
-		r.watch(dir)
 		for _, fe := range files {
 			if ok, _ := path.Match(r.cfg.FileGlob, fe.Name()); ok && !fe.IsDir() {
 				r.ensureFamily(name, pd, c.Name(), dir, fe.Name())
@@ -467,7 +444,7 @@ func (r *Receiver) watch(dir string) {
 	}
 	r.watched[dir] = true
 	r.mu.Unlock()
-	if err := r.watcher.Add(dir); err != nil {
+	if err := r.watcher.add(dir); err != nil {
 		r.mu.Lock()
 		delete(r.watched, dir)
 		first := !r.watchErr
@@ -493,7 +470,7 @@ func (r *Receiver) ensureFamily(podDirName string, pd podDir, container, dir, ba
 	}
 	f := &family{
 		r: r, key: key, dir: dir, base: base, livePath: filepath.Join(dir, base),
-		pod: pd, container: container, held: map[string]*heldFile{},
+		pod: pd, container: container, held: map[string][]*heldFile{},
 		wake: make(chan struct{}, 1), done: make(chan struct{}),
 	}
 	if r.initial && r.first && r.cfg.StartAt == StartEnd {
@@ -503,6 +480,7 @@ func (r *Receiver) ensureFamily(podDirName string, pd podDir, container, dir, ba
 		}
 	}
 	f.static = r.staticFields(f)
+	f.labelsAt = sort.Search(len(f.static), func(i int) bool { return f.static[i].Key >= labelPrefix })
 	for _, rule := range r.rules {
 		if rule.sel.match(pd.Namespace, pd.Pod, container) {
 			f.ml = rule
@@ -555,8 +533,14 @@ func (r *Receiver) staticFields(f *family) []collector.Field {
 	if r.node != "" {
 		fields = append(fields, s(collector.FieldHostName, r.node), s("kubernetes.node.name", r.node))
 	}
+	// In key order; every key sorts before the per-event log.flags,
+	// log.iostream, log.offset and message.
+	sort.Slice(fields, func(i, j int) bool { return fields[i].Key < fields[j].Key })
 	return fields
 }
+
+// labelPrefix starts the keys of pod labels.
+const labelPrefix = "kubernetes.labels."
 
 var (
 	_ collector.Component = (*Receiver)(nil)

@@ -294,3 +294,33 @@ func TestDeletedWhileReadIsDrained(t *testing.T) {
 		t.Errorf("rotations_total{kind=delete} = %v, want 1", n)
 	}
 }
+
+// TestNotificationsFindNewPodsAndRotations turns the periodic rescan off:
+// new pods, new containers and rotations must be found through the
+// directory notifications alone.
+func TestNotificationsFindNewPodsAndRotations(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.RescanInterval = time.Hour
+	h := newHarness(t, cfg)
+	if h.r.watcher == nil {
+		t.Fatal("no directory watcher")
+	}
+	// A pod that appears after the start, directory by directory.
+	w := newLineWriter(t, containerDir(t, h.root, "late", "pod", "c"), "note")
+	w.write(10)
+	h.waitLines("note", 10)
+	w.rotate("20261122-090000")
+	w.reopen()
+	w.write(10)
+	h.waitLines("note", 20)
+	// A restarted container: 1.log beside 0.log.
+	appendFile(t, filepath.Join(w.dir, "1.log"), criLine("stdout", "F", "note restarted"))
+	h.waitFor("the restarted container's line", 5*time.Second, func() bool {
+		for _, m := range h.sink.messages() {
+			if m == "note restarted" {
+				return true
+			}
+		}
+		return false
+	})
+}

@@ -9,7 +9,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"sort"
 	"sync/atomic"
 	"time"
 
@@ -29,7 +28,8 @@ type family struct {
 	livePath  string
 	pod       podDir
 	container string
-	static    []collector.Field
+	static    []collector.Field // in key order
+	labelsAt  int               // where in static the pod labels go
 	ml        *multiline
 	info      *podInfo // labels; nil without the Kubernetes client
 	// startAt is the live file as the first scan of a first start found it,
@@ -40,10 +40,13 @@ type family struct {
 	rescan atomic.Bool
 	done   chan struct{}
 
-	held     map[string]*heldFile // by content id
+	held     map[string][]*heldFile // by content id: every file found with it
+	nheld    int
 	cur      *reader
 	unacked  atomic.Int64 // bytes on disk not yet acknowledged, at the last look
 	failures int          // batches in a row that were not acknowledged
+	lastRead int          // bytes the last step read
+	quiet    int          // polls in a row that found nothing new, up to 3
 }
 
 // candidate is a file of the family found by a scan.
@@ -95,7 +98,7 @@ func (f *family) run(ctx context.Context) {
 		if f.cur == nil {
 			f.cur = f.pick()
 			if f.cur == nil {
-				if gone && len(f.held) == 0 {
+				if gone && f.nheld == 0 {
 					f.r.removeFamily(f)
 					return
 				}
@@ -113,7 +116,14 @@ func (f *family) run(ctx context.Context) {
 			f.sleep(ctx, time.Now().Add(f.backoff(max(1, f.failures))), time.Time{})
 			continue
 		}
-		until := time.Now().Add(f.r.cfg.PollInterval)
+		// Poll the file: at once after a read, backing off to eight times
+		// poll_interval while it stays quiet.
+		if f.lastRead > 0 {
+			f.quiet = 0
+		} else if f.quiet < 3 {
+			f.quiet++
+		}
+		until := time.Now().Add(f.r.cfg.PollInterval << f.quiet)
 		if f.cur != nil {
 			if d := f.cur.nextDeadline(); !d.IsZero() && d.Before(until) {
 				until = d
@@ -166,7 +176,10 @@ func (f *family) backoff(failures int) time.Duration {
 // heldFile is an open file of the family whose content is not read to its
 // end yet. Holding it open keeps its content readable when the kubelet
 // deletes it (too many rotated files, or the pod is gone) before the agent
-// got to it: the files are the buffer, and an open file stays one.
+// got to it: the files are the buffer, and an open file stays one. One
+// content may be held in several files: a live file and its copytruncate
+// copy (the live one is read while it lasts, the copy after the
+// truncation), a rotated file and its compressed copy.
 type heldFile struct {
 	id   string
 	info fileInfo // as opened (the compressed file's for .gz)
@@ -289,23 +302,11 @@ func (f *family) record(cands []candidate, now time.Time) {
 	}
 }
 
-// hold opens the unfinished files not held yet. Of several files with one
-// content (a rotated file and its compressed copy, a live file and its
-// copytruncate copy) the live one is held, else the uncompressed one.
+// hold opens every file of an unfinished content not held yet.
 func (f *family) hold(cands []candidate) {
-	rank := func(c *candidate) int {
-		switch {
-		case c.live:
-			return 0
-		case !c.gz:
-			return 1
-		}
-		return 2
-	}
-	sort.SliceStable(cands, func(i, j int) bool { return rank(&cands[i]) < rank(&cands[j]) })
 	for i := range cands {
 		c := &cands[i]
-		if _, ok := f.held[c.id]; ok || len(f.held) >= maxHeld {
+		if f.nheld >= maxHeld || f.holds(c) {
 			continue
 		}
 		if rec := f.r.state.get(c.id); rec == nil || rec.Finished {
@@ -326,37 +327,76 @@ func (f *family) hold(cands []candidate) {
 			info = statInfo(c.path, fi) // the inode actually opened
 			info.gz = c.gz
 		}
-		f.held[c.id] = &heldFile{id: c.id, info: info, src: src, file: file}
+		f.held[c.id] = append(f.held[c.id], &heldFile{id: c.id, info: info, src: src, file: file})
+		f.nheld++
 		f.r.m.filesOpen.Inc()
 	}
-	// Let go of files whose records were finished or forgotten.
-	for id, h := range f.held {
+	// Let go of contents whose records were finished or forgotten.
+	for id, hs := range f.held {
 		if rec := f.r.state.get(id); (rec == nil || rec.Finished) && (f.cur == nil || f.cur.id != id) {
-			f.release(h)
+			for _, h := range hs {
+				f.release(h)
+			}
 		}
 	}
 }
 
-// pick chooses the held file to read next: rotated files before the live
-// one (which never ends), the least recently written first.
+// holds reports whether the file of c is held already.
+func (f *family) holds(c *candidate) bool {
+	for _, h := range f.held[c.id] {
+		if h.info.gz == c.gz && sameFile(h.info, c.fileInfo) {
+			return true
+		}
+	}
+	return false
+}
+
+// pick chooses what to read next: rotated contents before the live one
+// (which never ends), the least recently written first; and of a content
+// held in several files, the live one, else an uncompressed one.
 func (f *family) pick() *reader {
 	var live fileInfo
 	if fi, err := os.Stat(f.livePath); err == nil {
 		live = statInfo(f.livePath, fi)
 	}
+	rank := func(h *heldFile) int {
+		switch {
+		case h.info.gz:
+			return 2
+		case sameFile(h.info, live):
+			return 0
+		}
+		return 1
+	}
 	var chosen *heldFile
 	var chosenTime time.Time
 	chosenLive := false
-	for _, h := range f.held {
-		t := h.info.mtime
-		if fi, err := h.file.Stat(); err == nil {
+	for id, hs := range f.held {
+		var best *heldFile
+		for _, h := range hs {
+			// A file truncated and written again holds other content now.
+			if !h.info.gz {
+				if got, ok, err := fileID(f.key, h.src); err != nil || !ok || got != id {
+					f.release(h)
+					f.rescan.Store(true)
+					continue
+				}
+			}
+			if best == nil || rank(h) < rank(best) {
+				best = h
+			}
+		}
+		if best == nil {
+			continue
+		}
+		t := best.info.mtime
+		if fi, err := best.file.Stat(); err == nil {
 			t = fi.ModTime()
 		}
-		isLive := !h.info.gz && sameFile(h.info, live)
-		better := chosen == nil || (chosenLive && !isLive) ||
-			(chosenLive == isLive && (t.Before(chosenTime) || t.Equal(chosenTime) && h.id < chosen.id))
-		if better {
-			chosen, chosenTime, chosenLive = h, t, isLive
+		isLive := rank(best) == 0
+		if chosen == nil || (chosenLive && !isLive) ||
+			(chosenLive == isLive && (t.Before(chosenTime) || t.Equal(chosenTime) && id < chosen.id)) {
+			chosen, chosenTime, chosenLive = best, t, isLive
 		}
 	}
 	if chosen == nil {
@@ -364,13 +404,9 @@ func (f *family) pick() *reader {
 	}
 	rec := f.r.state.get(chosen.id)
 	if rec == nil || rec.Finished {
-		f.release(chosen)
-		return nil
-	}
-	// A held file may have been truncated and written again since.
-	if id, ok, err := fileID(f.key, chosen.src); err != nil || !ok || id != chosen.id {
-		f.release(chosen)
-		f.rescan.Store(true)
+		for _, h := range f.held[chosen.id] {
+			f.release(h)
+		}
 		return nil
 	}
 	var first [1]byte
@@ -383,19 +419,35 @@ func (f *family) pick() *reader {
 		format: detectFormat(first[0]), cur: rec.cursor(), finishing: chosen.info.gz}
 }
 
-// release closes a held file.
+// release closes one held file.
 func (f *family) release(h *heldFile) {
-	if _, ok := f.held[h.id]; !ok {
-		return
+	hs := f.held[h.id]
+	for i, x := range hs {
+		if x == h {
+			hs = append(hs[:i:i], hs[i+1:]...)
+			h.src.Close()
+			f.nheld--
+			f.r.m.filesOpen.Dec()
+			break
+		}
 	}
-	delete(f.held, h.id)
-	h.src.Close()
-	f.r.m.filesOpen.Dec()
+	if len(hs) == 0 {
+		delete(f.held, h.id)
+	} else {
+		f.held[h.id] = hs
+	}
+}
+
+// releaseAll closes every file held for a content.
+func (f *family) releaseAll(id string) {
+	for _, h := range append([]*heldFile(nil), f.held[id]...) {
+		f.release(h)
+	}
 }
 
 func (f *family) closeAll() {
-	for _, h := range f.held {
-		f.release(h)
+	for id := range f.held {
+		f.releaseAll(id)
 	}
 	f.cur = nil
 }
@@ -425,6 +477,7 @@ func (f *family) step(ctx context.Context) (res stepResult, submitted bool) {
 	rd.batchBytes = 0
 	eof, n, err := rd.fill(b, *buf, final, now)
 	r.putBuf(buf)
+	f.lastRead = n
 	r.m.bytes.Add(float64(n))
 	r.c.BytesReceived(n)
 	r.m.lines.Add(float64(rd.lines))
@@ -512,6 +565,7 @@ func (f *family) atEOF(rd *reader, now time.Time) (again bool) {
 		rd.switchSeen = false
 		return false
 	}
+	f.rescan.Store(true) // hold the new live file, if there is one
 	kind := "rename"
 	if st := statInfo(rd.info.path, fi); st.nlink == 0 {
 		kind = "delete"
@@ -544,7 +598,8 @@ func (f *family) finish(rd *reader) {
 	f.r.acked()
 	f.unacked.Store(0)
 	f.r.log.Debug("podlog: file read to its end", "path", rd.info.path, "offset", c.off)
-	f.drop()
+	f.releaseAll(rd.id)
+	f.cur = nil
 }
 
 // unreadable handles a read error: a damaged compressed file is given up
@@ -555,6 +610,7 @@ func (f *family) unreadable(err error) {
 		f.r.log.Error("podlog: compressed log file is damaged; the rest of it is lost", "path", rd.info.path, "offset", rd.cur.off, "err", err)
 		f.r.m.rotations.WithLabelValues("damaged").Inc()
 		f.r.state.update(rd.rec, func(rec *record) { rec.Finished = true })
+		f.releaseAll(rd.id)
 	} else {
 		f.r.log.Warn("podlog: reading a log file failed; trying again", "path", rd.info.path, "err", err)
 	}

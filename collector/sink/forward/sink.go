@@ -117,7 +117,7 @@ func New(cfg Config, m *telemetry.Metrics, reg prometheus.Registerer, log *slog.
 	}
 	conc := min(4, runtime.GOMAXPROCS(0))
 	zenc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(conc),
-		zstd.WithWindowSize(1<<20), zstd.WithLowerEncoderMem(true))
+		zstd.WithWindowSize(256<<10), zstd.WithLowerEncoderMem(true))
 	if err != nil {
 		return nil, fmt.Errorf("forward: %w", err)
 	}
@@ -225,8 +225,9 @@ type group struct {
 	sorted bool
 }
 
-// maxScratch keeps one giant batch from pinning its buffers in the pool.
-const maxScratch = 16 << 20
+// maxScratch keeps a large batch from pinning its buffers in the pool: an
+// agent's memory is what its steady state needs, not its largest backlog.
+const maxScratch = 1 << 20
 
 // Consume sends the batch and returns nil once the aggregators accepted all
 // of it (or refused lines as invalid, which retrying cannot cure; those are
