@@ -1,0 +1,380 @@
+package bench
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/leitstand/leitstand/bench/loadgen"
+)
+
+// SchemaVersion is the version of the results file's layout.
+const SchemaVersion = 1
+
+// Results is what a run of the harness found; it is written as JSON.
+type Results struct {
+	Schema   int               `json:"schema"`
+	Mode     string            `json:"mode"`
+	Command  string            `json:"command"`
+	Started  time.Time         `json:"started"`
+	Finished time.Time         `json:"finished"`
+	Machine  Machine           `json:"machine"`
+	Versions map[string]string `json:"versions"`
+	Settings Settings          `json:"settings"`
+	Cases    []Case            `json:"cases"`
+	// Runs holds every run of every case, in the order they ran.
+	Runs []Measurement `json:"runs"`
+	// Summary holds one line per case: medians over its runs and the
+	// ratios to the peers on the same path in this run.
+	Summary []Summary `json:"summary"`
+}
+
+// Machine is where the figures were taken.
+type Machine struct {
+	CPU       string `json:"cpu"`
+	CPUs      int    `json:"cpus"`
+	MemoryMiB int64  `json:"memory_mib"`
+	Kernel    string `json:"kernel"`
+	OS        string `json:"os,omitempty"`
+	GoVersion string `json:"go_version"`
+}
+
+// Settings are the inputs of the run.
+type Settings struct {
+	Reps        int       `json:"reps"`
+	SyslogCount int       `json:"syslog_count"`
+	NDJSONCount int       `json:"ndjson_count"`
+	SentryCount int       `json:"sentry_count"`
+	UDPRates    []float64 `json:"udp_rates"`
+	Seed        uint64    `json:"seed"`
+	PIIShare    float64   `json:"pii_share"`
+}
+
+// Measurement is one run of one case.
+type Measurement struct {
+	Case        string  `json:"case"`
+	Group       string  `json:"group"`
+	Path        Path    `json:"path"`
+	Daemon      string  `json:"daemon"`
+	Rep         int     `json:"rep"`
+	OfferedRate float64 `json:"offered_rate"`
+	// Sent is the events the receiver had to store (what the generator
+	// wrote or got acknowledged); Delivered the lines counted in its
+	// output files; Lost the difference.
+	Sent      int64 `json:"sent"`
+	Delivered int64 `json:"delivered"`
+	Lost      int64 `json:"lost"`
+	// Bytes is the payload the generator sent.
+	Bytes int64 `json:"bytes"`
+	// WallSeconds runs from the generator's start to the moment the last
+	// event was seen in the output; CPUSeconds is the receiving process's
+	// utime+stime (children included) over the same span.
+	WallSeconds  float64 `json:"wall_seconds"`
+	CPUSeconds   float64 `json:"cpu_seconds"`
+	PeakRSSBytes int64   `json:"peak_rss_bytes"`
+	// Derived: delivered events per wall second and per CPU second, CPU
+	// seconds per million events, and sent MiB per wall second.
+	EventsPerSecond      float64 `json:"events_per_second"`
+	EventsPerCPUSecond   float64 `json:"events_per_cpu_second"`
+	CPUSecondsPerMillion float64 `json:"cpu_seconds_per_million"`
+	MiBPerSecond         float64 `json:"mib_per_second"`
+	// PII is the check of the output for personal data of the input.
+	PII       PIICheck        `json:"pii"`
+	Generator *loadgen.Report `json:"generator,omitempty"`
+	Error     string          `json:"error,omitempty"`
+}
+
+// PIICheck says how much of the input's personal data came out again.
+type PIICheck struct {
+	// Sent counts the pieces in the input (occurrences), Distinct the
+	// different values, by kind: email, ipv4, ipv6.
+	Sent     map[string]int `json:"sent"`
+	Distinct map[string]int `json:"distinct"`
+	// Survived counts occurrences of those values in the output,
+	// SurvivedDistinct the different values found.
+	Survived         map[string]int `json:"survived"`
+	SurvivedDistinct map[string]int `json:"survived_distinct"`
+	Examples         []string       `json:"examples,omitempty"`
+}
+
+// Total is the number of surviving occurrences of every kind.
+func (p PIICheck) Total() int {
+	n := 0
+	for _, v := range p.Survived {
+		n += v
+	}
+	return n
+}
+
+func (m *Measurement) derive() {
+	m.Lost = m.Sent - m.Delivered
+	if m.WallSeconds > 0 {
+		m.EventsPerSecond = float64(m.Delivered) / m.WallSeconds
+		m.MiBPerSecond = float64(m.Bytes) / (1 << 20) / m.WallSeconds
+	}
+	if m.CPUSeconds > 0 {
+		m.EventsPerCPUSecond = float64(m.Delivered) / m.CPUSeconds
+	}
+	if m.Delivered > 0 {
+		m.CPUSecondsPerMillion = m.CPUSeconds / (float64(m.Delivered) / 1e6)
+	}
+}
+
+// Summary is one case over its runs.
+type Summary struct {
+	Case        string  `json:"case"`
+	Group       string  `json:"group"`
+	Path        Path    `json:"path"`
+	Daemon      string  `json:"daemon"`
+	OfferedRate float64 `json:"offered_rate"`
+	Runs        int     `json:"runs"`   // runs without error
+	Failed      int     `json:"failed"` // runs with an error
+	// Sent and Delivered are of the run with the fewest delivered.
+	Sent      int64 `json:"sent"`
+	Delivered int64 `json:"delivered"`
+	Lost      int64 `json:"lost"`
+	// Medians over the runs.
+	EventsPerSecond      float64 `json:"events_per_second"`
+	EventsPerCPUSecond   float64 `json:"events_per_cpu_second"`
+	CPUSecondsPerMillion float64 `json:"cpu_seconds_per_million"`
+	MiBPerSecond         float64 `json:"mib_per_second"`
+	PeakRSSMiB           float64 `json:"peak_rss_mib"`
+	// Ratios to the peers on the same path and rate in this run (nil
+	// when the peer was not run).
+	VsRsyslog  *Ratio `json:"vs_rsyslog,omitempty"`
+	VsSyslogNG *Ratio `json:"vs_syslog_ng,omitempty"`
+	// PII holds the most personal data any run let through, by kind.
+	PIISent     map[string]int `json:"pii_sent"`
+	PIISurvived map[string]int `json:"pii_survived"`
+}
+
+// Ratio compares a case with a peer: above 1 means more events per wall
+// or CPU second, or more memory, than the peer.
+type Ratio struct {
+	EventsPerSecond    float64 `json:"events_per_second"`
+	EventsPerCPUSecond float64 `json:"events_per_cpu_second"`
+	PeakRSS            float64 `json:"peak_rss"`
+}
+
+func (r *Results) summarize() {
+	r.Summary = nil
+	for _, c := range r.Cases {
+		s := Summary{Case: c.Name, Group: c.Group, Path: c.Path, Daemon: c.Daemon, OfferedRate: c.Rate,
+			PIISent: map[string]int{}, PIISurvived: map[string]int{}}
+		var eps, epc, cpm, mibs, rss []float64
+		first := true
+		for _, m := range r.Runs {
+			if m.Case != c.Name {
+				continue
+			}
+			if m.Error != "" {
+				s.Failed++
+				continue
+			}
+			s.Runs++
+			eps = append(eps, m.EventsPerSecond)
+			epc = append(epc, m.EventsPerCPUSecond)
+			cpm = append(cpm, m.CPUSecondsPerMillion)
+			mibs = append(mibs, m.MiBPerSecond)
+			rss = append(rss, float64(m.PeakRSSBytes)/(1<<20))
+			if first || m.Delivered < s.Delivered {
+				s.Sent, s.Delivered, s.Lost = m.Sent, m.Delivered, m.Lost
+				first = false
+			}
+			for k, v := range m.PII.Sent {
+				s.PIISent[k] = v
+			}
+			for k, v := range m.PII.Survived {
+				s.PIISurvived[k] = max(s.PIISurvived[k], v)
+			}
+		}
+		s.EventsPerSecond, s.EventsPerCPUSecond = median(eps), median(epc)
+		s.CPUSecondsPerMillion, s.MiBPerSecond, s.PeakRSSMiB = median(cpm), median(mibs), median(rss)
+		r.Summary = append(r.Summary, s)
+	}
+	for i := range r.Summary {
+		s := &r.Summary[i]
+		for j := range r.Summary {
+			p := &r.Summary[j]
+			if p.Group != s.Group || p.Runs == 0 || s.Runs == 0 {
+				continue
+			}
+			switch p.Daemon {
+			case Rsyslog:
+				s.VsRsyslog = ratio(s, p)
+			case SyslogNG:
+				s.VsSyslogNG = ratio(s, p)
+			}
+		}
+	}
+}
+
+func ratio(s, p *Summary) *Ratio {
+	div := func(a, b float64) float64 {
+		if b == 0 {
+			return 0
+		}
+		return a / b
+	}
+	return &Ratio{
+		EventsPerSecond:    div(s.EventsPerSecond, p.EventsPerSecond),
+		EventsPerCPUSecond: div(s.EventsPerCPUSecond, p.EventsPerCPUSecond),
+		PeakRSS:            div(s.PeakRSSMiB, p.PeakRSSMiB),
+	}
+}
+
+// Failures lists the runs that failed.
+func (r *Results) Failures() []string {
+	var f []string
+	for _, m := range r.Runs {
+		if m.Error != "" {
+			f = append(f, fmt.Sprintf("%s rep %d: %s", m.Case, m.Rep, m.Error))
+		}
+	}
+	return f
+}
+
+// WriteFiles writes the results as JSON to jsonPath and as Markdown to
+// mdPath (either may be empty).
+func (r *Results) WriteFiles(jsonPath, mdPath string) error {
+	if len(r.Runs) == 0 {
+		return errNoResults
+	}
+	if jsonPath != "" {
+		var b bytes.Buffer
+		enc := json.NewEncoder(&b)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(r); err != nil {
+			return err
+		}
+		if err := writeFile(jsonPath, b.Bytes()); err != nil {
+			return err
+		}
+	}
+	if mdPath != "" {
+		var b bytes.Buffer
+		r.Markdown(&b)
+		if err := writeFile(mdPath, b.Bytes()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func writeFile(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(path, data, 0o644)
+}
+
+var pathTitles = map[Path]string{
+	PathTCP:    "Syslog over TCP (RFC 5424, octet counting) → parse → anonymize → JSON file",
+	PathUDP:    "Syslog over UDP (RFC 5424) → parse → anonymize → JSON file",
+	PathNDJSON: "NDJSON over HTTP (`POST /v1/ingest`, 500 lines per request, 4 clients) → anonymize → file (leitstand alone)",
+	PathSentry: "Sentry envelopes of the real SDKs (`POST /api/42/envelope/`, 4 clients) → anonymize → file (leitstand alone)",
+}
+
+func fmtRatio(r *Ratio, f func(*Ratio) float64) string {
+	if r == nil {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f×", f(r))
+}
+
+func fmtPII(s Summary) string {
+	var parts []string
+	for _, k := range []string{"email", "ipv4", "ipv6"} {
+		if n, ok := s.PIISent[k]; ok && n > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d/%d", k, s.PIISurvived[k], n))
+		}
+	}
+	if len(parts) == 0 {
+		return "–"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// Markdown writes the tables: one per path and rate, then the setup.
+func (r *Results) Markdown(w io.Writer) {
+	fmt.Fprintf(w, "# Whole-process benchmark: leitstand, rsyslog, syslog-ng\n\n")
+	fmt.Fprintf(w, "Mode `%s`, %d run(s) per case, medians shown; %s to %s (UTC).\n\n", r.Mode, r.Settings.Reps,
+		r.Started.Format("2006-01-02 15:04"), r.Finished.Format("15:04"))
+	if r.Command != "" {
+		fmt.Fprintf(w, "Reproduce: `%s`\n\n", r.Command)
+	}
+	groups := []string{}
+	for _, s := range r.Summary {
+		if !slices.Contains(groups, s.Group) {
+			groups = append(groups, s.Group)
+		}
+	}
+	for _, g := range groups {
+		var rows []Summary
+		for _, s := range r.Summary {
+			if s.Group == g {
+				rows = append(rows, s)
+			}
+		}
+		title := pathTitles[rows[0].Path]
+		if rows[0].OfferedRate > 0 {
+			title += fmt.Sprintf(", offered %.0f messages/s", rows[0].OfferedRate)
+		} else {
+			title += ", as fast as the receiver takes them"
+		}
+		fmt.Fprintf(w, "## %s\n\n%s\n\n", g, title)
+		fmt.Fprintln(w, "| daemon | delivered / sent | events/s | MiB/s in | events/CPU-s | CPU-s per M events | peak RSS MiB | ×rsyslog events/CPU-s | ×syslog-ng events/CPU-s | ×rsyslog events/s | ×syslog-ng events/s | personal data left (found/sent) |")
+		fmt.Fprintln(w, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+		for _, s := range rows {
+			if s.Runs == 0 {
+				fmt.Fprintf(w, "| %s | failed (%d runs) | | | | | | | | | | |\n", s.Daemon, s.Failed)
+				continue
+			}
+			lost := ""
+			if s.Lost != 0 {
+				lost = fmt.Sprintf(" (%+d lost)", -s.Lost)
+			}
+			fmt.Fprintf(w, "| %s | %s / %s%s | %.0f | %.1f | %.0f | %.2f | %.1f | %s | %s | %s | %s | %s |\n",
+				s.Daemon, itoa(s.Delivered), itoa(s.Sent), lost, s.EventsPerSecond, s.MiBPerSecond, s.EventsPerCPUSecond,
+				s.CPUSecondsPerMillion, s.PeakRSSMiB,
+				fmtRatio(s.VsRsyslog, func(r *Ratio) float64 { return r.EventsPerCPUSecond }),
+				fmtRatio(s.VsSyslogNG, func(r *Ratio) float64 { return r.EventsPerCPUSecond }),
+				fmtRatio(s.VsRsyslog, func(r *Ratio) float64 { return r.EventsPerSecond }),
+				fmtRatio(s.VsSyslogNG, func(r *Ratio) float64 { return r.EventsPerSecond }),
+				fmtPII(s))
+		}
+		fmt.Fprintln(w)
+	}
+	if f := r.Failures(); len(f) > 0 {
+		fmt.Fprintf(w, "## Failed runs\n\n")
+		for _, x := range f {
+			fmt.Fprintf(w, "- %s\n", firstLine(x))
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintf(w, "## Setup\n\n")
+	fmt.Fprintf(w, "- Machine: %s, %d CPUs, %d MiB, Linux %s, %s, %s\n", r.Machine.CPU, r.Machine.CPUs, r.Machine.MemoryMiB, r.Machine.Kernel, r.Machine.OS, r.Machine.GoVersion)
+	for _, k := range []string{Leitstand, Rsyslog, SyslogNG} {
+		if v, ok := r.Versions[k]; ok {
+			fmt.Fprintf(w, "- %s: %s\n", k, v)
+		}
+	}
+	fmt.Fprintf(w, "- Input: seed %d, %d syslog messages, %d NDJSON lines, %d Sentry envelopes per case; %.0f%% of syslog and NDJSON messages carry e-mail or IP addresses\n",
+		r.Settings.Seed, r.Settings.SyslogCount, r.Settings.NDJSONCount, r.Settings.SentryCount, 100*r.Settings.PIIShare)
+	fmt.Fprint(w, `- leitstand: file sink without rotation, compression or fsync (as omfile and file() write by default); every anonymizer detector on (e-mail hashed, IPs truncated to /24 and /48, secrets masked, …). leitstand-ip-only: only the IP detector, the work the peers do.
+- rsyslog: imtcp/imudp → mmanon (IPv4 /24, IPv6 /48) → omfile with a JSON template (option.jsonf), default main queue.
+- syslog-ng: network() (transport framed for octet counting, flags(syslog-protocol)) → two subst() rewrites (IPv4 /24, IPv6 /48) → file() with $(format-json), flags(flow-control).
+- Events counted as lines in the output files; CPU seconds are utime+stime(+cutime+cstime) of the receiving process from /proc/PID/stat between the start of sending and the last event seen; peak RSS is VmHWM. The generator runs as its own process and is not counted.
+- "personal data left": occurrences of the input's e-mail addresses and untruncated IP addresses found in the output. The peers truncate IPs only, so the e-mail addresses stay in their files.
+`)
+}
+
+func numCPU() int       { return runtime.NumCPU() }
+func goVersion() string { return runtime.Version() }
