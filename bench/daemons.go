@@ -336,7 +336,7 @@ func versions(ctx context.Context, bins binaries) map[string]string {
 	}
 	v[Leitstand] = run(nil, bins.leitstand, "version")
 	if bin, err := peers.Bin(ctx, "rsyslogd"); err == nil {
-		v[Rsyslog] = run(nil, bin, "-v")
+		v[Rsyslog] = strings.TrimSuffix(strings.Join(strings.Fields(run(nil, bin, "-v")), " "), " compiled with:")
 	}
 	root, err := filepath.EvalSymlinks(filepath.Join(peers.CacheDir(), "syslog-ng"))
 	if err == nil {

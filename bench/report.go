@@ -146,6 +146,9 @@ type Summary struct {
 	CPUSecondsPerMillion float64 `json:"cpu_seconds_per_million"`
 	MiBPerSecond         float64 `json:"mib_per_second"`
 	PeakRSSMiB           float64 `json:"peak_rss_mib"`
+	// GeneratorPerSecond is the rate the generator reached (median): at
+	// a fixed offered rate it shows whether the offer was kept.
+	GeneratorPerSecond float64 `json:"generator_per_second"`
 	// Ratios to the peers on the same path and rate in this run (nil
 	// when the peer was not run).
 	VsRsyslog  *Ratio `json:"vs_rsyslog,omitempty"`
@@ -168,7 +171,7 @@ func (r *Results) summarize() {
 	for _, c := range r.Cases {
 		s := Summary{Case: c.Name, Group: c.Group, Path: c.Path, Daemon: c.Daemon, OfferedRate: c.Rate,
 			PIISent: map[string]int{}, PIISurvived: map[string]int{}}
-		var eps, epc, cpm, mibs, rss []float64
+		var eps, epc, cpm, mibs, rss, gen []float64
 		first := true
 		for _, m := range r.Runs {
 			if m.Case != c.Name {
@@ -184,6 +187,9 @@ func (r *Results) summarize() {
 			cpm = append(cpm, m.CPUSecondsPerMillion)
 			mibs = append(mibs, m.MiBPerSecond)
 			rss = append(rss, float64(m.PeakRSSBytes)/(1<<20))
+			if m.Generator != nil {
+				gen = append(gen, m.Generator.PerSecond)
+			}
 			if first || m.Delivered < s.Delivered {
 				s.Sent, s.Delivered, s.Lost = m.Sent, m.Delivered, m.Lost
 				first = false
@@ -197,6 +203,7 @@ func (r *Results) summarize() {
 		}
 		s.EventsPerSecond, s.EventsPerCPUSecond = median(eps), median(epc)
 		s.CPUSecondsPerMillion, s.MiBPerSecond, s.PeakRSSMiB = median(cpm), median(mibs), median(rss)
+		s.GeneratorPerSecond = median(gen)
 		r.Summary = append(r.Summary, s)
 	}
 	for i := range r.Summary {
@@ -325,7 +332,11 @@ func (r *Results) Markdown(w io.Writer) {
 		}
 		title := pathTitles[rows[0].Path]
 		if rows[0].OfferedRate > 0 {
-			title += fmt.Sprintf(", offered %.0f messages/s", rows[0].OfferedRate)
+			var reached []string
+			for _, s := range rows {
+				reached = append(reached, fmt.Sprintf("%s %.0f", s.Daemon, s.GeneratorPerSecond))
+			}
+			title += fmt.Sprintf(", offered %.0f messages/s (the generator reached: %s)", rows[0].OfferedRate, strings.Join(reached, ", "))
 		} else {
 			title += ", as fast as the receiver takes them"
 		}

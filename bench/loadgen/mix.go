@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -143,6 +144,15 @@ func (m *Mix) ip(pii *[]PII) string {
 	v := m.pick(v4Nets) + strconv.Itoa(1+m.rng.IntN(254))
 	*pii = append(*pii, PII{"ipv4", v})
 	return v
+}
+
+// urlHost is ip as a URL writes it: IPv6 in brackets.
+func (m *Mix) urlHost(pii *[]PII) string {
+	h := m.ip(pii)
+	if strings.Contains(h, ":") {
+		return "[" + h + "]"
+	}
+	return h
 }
 
 // email returns an address at a reserved domain and records it.
@@ -274,7 +284,7 @@ var apps = []app{
 		},
 		personal: []func(*Mix, *[]PII) string{
 			func(m *Mix, p *[]PII) string {
-				return `"Probe failed" probeType="Readiness" pod="shop/api-` + m.hex(10) + `" output="Get \"http://` + m.ip(p) + `:8080/readyz\": context deadline exceeded"`
+				return `"Probe failed" probeType="Readiness" pod="shop/api-` + m.hex(10) + `" output="Get \"http://` + m.urlHost(p) + `:8080/readyz\": context deadline exceeded"`
 			},
 		},
 	},

@@ -1,0 +1,155 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/leitstand/leitstand/internal/peers"
+)
+
+// TestWholeProcessQuick runs the quick mode of bench/run end to end: it
+// builds leitstand and leitstand-load, starts leitstand, rsyslog and
+// syslog-ng in turn and sends them the same input. It checks counts and
+// the results file, never timings: those go in the report, not in a test.
+// With CI=true the peers are installed or the test fails.
+func TestWholeProcessQuick(t *testing.T) {
+	peers.Slow(t)
+	peers.Require(t, peers.PeerRsyslog)
+	peers.Require(t, peers.PeerSyslogNG)
+	o := Quick()
+	o.Command = "go test ./bench -run TestWholeProcessQuick"
+	o.WorkDir = t.TempDir()
+	o.Log = testLog{t}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	start := time.Now()
+	res, err := Run(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("quick mode took %s", time.Since(start).Round(time.Second))
+	for _, f := range res.Failures() {
+		t.Error(f)
+	}
+
+	dir := t.TempDir()
+	jsonPath, mdPath := filepath.Join(dir, "results.json"), filepath.Join(dir, "RESULTS.md")
+	if err := res.WriteFiles(jsonPath, mdPath); err != nil {
+		t.Fatal(err)
+	}
+	got := readResults(t, jsonPath)
+	cases, _ := o.Cases()
+	if got.Schema != SchemaVersion || got.Mode != "quick" || len(got.Cases) != len(cases) || len(got.Runs) != len(cases)*o.Reps || len(got.Summary) != len(cases) {
+		t.Fatalf("results: schema %d, mode %q, %d cases, %d runs, %d summaries; want %d cases run %d times",
+			got.Schema, got.Mode, len(got.Cases), len(got.Runs), len(got.Summary), len(cases), o.Reps)
+	}
+	if got.Machine.CPUs == 0 || got.Versions[Leitstand] == "" || got.Versions[Rsyslog] == "" || got.Versions[SyslogNG] == "" {
+		t.Errorf("machine %+v, versions %v", got.Machine, got.Versions)
+	}
+	for _, m := range got.Runs {
+		checkRun(t, m)
+	}
+	for _, s := range got.Summary {
+		if s.Runs != o.Reps || s.EventsPerSecond <= 0 || s.EventsPerCPUSecond <= 0 || s.PeakRSSMiB <= 0 {
+			t.Errorf("summary %s: %+v", s.Case, s)
+		}
+		// Every case on a path the peers share has its ratios.
+		if (s.Path == PathTCP || s.Path == PathUDP) && (s.VsRsyslog == nil || s.VsSyslogNG == nil) {
+			t.Errorf("summary %s: no ratio to the peers", s.Case)
+		}
+		if s.Daemon == Rsyslog && s.VsRsyslog.EventsPerCPUSecond != 1 {
+			t.Errorf("rsyslog against itself: %+v", s.VsRsyslog)
+		}
+	}
+	md, err := os.ReadFile(mdPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cases {
+		if !strings.Contains(string(md), "## "+c.Group) || !strings.Contains(string(md), "| "+c.Daemon+" | ") {
+			t.Errorf("RESULTS.md has no row for %s", c.Name)
+		}
+	}
+	t.Logf("\n%s", md)
+}
+
+// checkRun checks one run's counts and its personal-data check.
+func checkRun(t *testing.T, m Measurement) {
+	t.Helper()
+	if m.Error != "" {
+		return // reported by Failures
+	}
+	g := m.Generator
+	if g == nil {
+		t.Errorf("%s rep %d: no generator report", m.Case, m.Rep)
+		return
+	}
+	switch m.Path {
+	case PathUDP:
+		// UDP may lose; the figure is reported, not asserted.
+		t.Logf("%s rep %d: %d of %d datagrams stored, %d lost", m.Case, m.Rep, m.Delivered, m.Sent, m.Lost)
+		if m.Delivered > m.Sent {
+			t.Errorf("%s rep %d: %d delivered of %d sent", m.Case, m.Rep, m.Delivered, m.Sent)
+		}
+	default:
+		if g.Sent != int64(g.Count) || m.Delivered != m.Sent || m.Sent != g.Events || m.Lost != 0 {
+			t.Errorf("%s rep %d: generator sent %d of %d (%d events), output has %d", m.Case, m.Rep, g.Sent, g.Count, g.Events, m.Delivered)
+		}
+	}
+	if m.WallSeconds <= 0 || m.CPUSeconds <= 0 || m.PeakRSSBytes <= 0 || m.EventsPerSecond <= 0 {
+		t.Errorf("%s rep %d: wall %v, CPU %v, RSS %d", m.Case, m.Rep, m.WallSeconds, m.CPUSeconds, m.PeakRSSBytes)
+	}
+	if m.PII.Sent["email"] == 0 || m.PII.Sent["ipv4"] == 0 {
+		t.Errorf("%s rep %d: the input had no personal data: %v", m.Case, m.Rep, m.PII.Sent)
+	}
+	survived := m.PII.Survived
+	switch m.Daemon {
+	case Leitstand:
+		if m.PII.Total() != 0 {
+			t.Errorf("%s rep %d: personal data in leitstand's output: %v, e.g. %v", m.Case, m.Rep, survived, m.PII.Examples)
+		}
+	default:
+		// The peers (and leitstand with the IP detector alone) truncate
+		// addresses and keep e-mail addresses.
+		if survived["ipv4"] != 0 || survived["ipv6"] != 0 {
+			t.Errorf("%s rep %d: untruncated IP addresses in the output: %v, e.g. %v", m.Case, m.Rep, survived, m.PII.Examples)
+		}
+		if m.Path != PathUDP && survived["email"] != m.PII.Sent["email"] {
+			t.Errorf("%s rep %d: %d of %d e-mail addresses in the output; the IP-only setups keep them all", m.Case, m.Rep, survived["email"], m.PII.Sent["email"])
+		}
+	}
+}
+
+// readResults decodes the results file strictly: a field the harness
+// writes but Results does not know is a mistake.
+func readResults(t *testing.T, path string) Results {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	dec := json.NewDecoder(f)
+	dec.DisallowUnknownFields()
+	var r Results
+	if err := dec.Decode(&r); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	if dec.More() {
+		t.Fatalf("%s: more than one JSON value", path)
+	}
+	return r
+}
+
+// testLog sends the harness's progress lines to the test log.
+type testLog struct{ t *testing.T }
+
+func (l testLog) Write(p []byte) (int, error) {
+	l.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
