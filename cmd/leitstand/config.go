@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/leitstand/leitstand/alerting"
 	"github.com/leitstand/leitstand/anonymize"
 	"github.com/leitstand/leitstand/collector/httpin"
 	"github.com/leitstand/leitstand/collector/httpserver"
@@ -20,6 +21,7 @@ import (
 	"github.com/leitstand/leitstand/collector/syslog"
 	"github.com/leitstand/leitstand/internal/config"
 	"github.com/leitstand/leitstand/rules"
+	"github.com/leitstand/leitstand/rules/logrules"
 )
 
 // Config is leitstand's whole configuration: one YAML file whose sections
@@ -45,6 +47,11 @@ type Config struct {
 	// Rules evaluates Prometheus rule files over the embedded TSDB or a
 	// remote Prometheus, and serves the Prometheus query API.
 	Rules rules.Config `yaml:"rules"`
+	// LogRules evaluates the `log:` rules of the rule files in the stream.
+	LogRules logrules.Config `yaml:"log_rules"`
+	// Alerting labels alerts with their owning roles, sends them to
+	// Alertmanager and serves the role-scoped API.
+	Alerting alerting.Config `yaml:"alerting"`
 	// Spool is the durable queue in front of the sinks that talk to peers
 	// (Elasticsearch); it is used when one of them is enabled.
 	Spool spool.Config `yaml:"spool"`
@@ -100,6 +107,8 @@ func DefaultConfig(dataDir string) Config {
 		Sentry:          sentry.DefaultConfig(),
 		Anonymize:       anonymize.DefaultConfig(),
 		Rules:           rules.DefaultConfig(dataDir),
+		LogRules:        logrules.DefaultConfig(dataDir),
+		Alerting:        alerting.DefaultConfig(),
 		Spool:           spool.DefaultConfig(),
 		Sinks:           SinksConfig{File: file.DefaultConfig(), Elasticsearch: elasticsearch.DefaultConfig()},
 	}
@@ -136,7 +145,7 @@ func checkRuleFiles(patterns []string) error {
 	if err != nil {
 		return err
 	}
-	return rules.CheckRuleFiles(files)
+	return errors.Join(rules.CheckRuleFiles(files), logrules.CheckFiles(patterns))
 }
 
 func isFieldErrors(err error) bool {
@@ -185,6 +194,8 @@ func (c *Config) Validate() error {
 	errs.Nest("sentry", c.Sentry.Validate())
 	errs.Nest("anonymize", c.Anonymize.Validate())
 	errs.Nest("rules", c.Rules.Validate())
+	errs.Nest("log_rules", c.LogRules.Validate())
+	errs.Nest("alerting", c.Alerting.Validate())
 	errs.Nest("sinks.file", c.Sinks.File.Validate())
 	errs.Nest("sinks.elasticsearch", c.Sinks.Elasticsearch.Validate())
 	if c.spooled() {

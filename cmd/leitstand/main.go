@@ -18,9 +18,12 @@ import (
 	// that have no zoneinfo.
 	_ "time/tzdata"
 
+	"github.com/leitstand/leitstand/alerting"
 	"github.com/leitstand/leitstand/dashboards"
 	"github.com/leitstand/leitstand/internal/config"
 	"github.com/leitstand/leitstand/rules"
+	"github.com/leitstand/leitstand/rules/logrules"
+	"gopkg.in/yaml.v3"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -56,6 +59,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return writeDashboards(args, stdout, stderr)
 	case "rules":
 		return rulesCommand(args, stdout, stderr)
+	case "alertmanager-config":
+		return alertmanagerConfig(args, stdout, stderr)
 	case "help", "-h", "--help":
 		usage(stdout)
 		return 0
@@ -95,6 +100,8 @@ commands:
   check     validate the configuration and exit
   dashboards -out DIR
             write the Grafana dashboards as JSON into DIR
+  alertmanager-config [-config FILE]
+            print the Alertmanager configuration generated from the role registry
   rules test FILE...
             run rule unit tests in promtool's format
   version   print the version
@@ -134,14 +141,73 @@ func rulesCommand(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: leitstand rules test FILE...")
 		return 2
 	}
-	failed, err := rules.RunRuleTests(args[1:], stdout)
+	// promtool-format files and log-rule test files may be mixed.
+	var prom, logs []string
+	for _, f := range args[1:] {
+		if isLogRuleTest(f) {
+			logs = append(logs, f)
+		} else {
+			prom = append(prom, f)
+		}
+	}
+	code := 0
+	for _, run := range []struct {
+		files []string
+		fn    func([]string, io.Writer) (bool, error)
+	}{{prom, rules.RunRuleTests}, {logs, logrules.RunTests}} {
+		if len(run.files) == 0 {
+			continue
+		}
+		failed, err := run.fn(run.files, stdout)
+		if err != nil {
+			fmt.Fprintf(stderr, "leitstand rules test: %v\n", err)
+			code = 1
+		}
+		if failed {
+			code = 1
+		}
+	}
+	return code
+}
+
+// isLogRuleTest tells log-rule unit tests (events at times) from promtool's
+// (input_series).
+func isLogRuleTest(path string) bool {
+	var f struct {
+		Tests []struct {
+			Events []any `yaml:"events"`
+		} `yaml:"tests"`
+	}
+	b, err := os.ReadFile(path)
+	if err != nil || yaml.Unmarshal(b, &f) != nil {
+		return false
+	}
+	for _, t := range f.Tests {
+		if len(t.Events) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// alertmanagerConfig prints the Alertmanager configuration for the role
+// registry of the config.
+func alertmanagerConfig(args []string, stdout, stderr io.Writer) int {
+	o, ok := parseFlags("alertmanager-config", args, stderr)
+	if !ok {
+		return 2
+	}
+	cfg, err := LoadConfig(o.configFile, o.dataDir)
 	if err != nil {
-		fmt.Fprintf(stderr, "leitstand rules test: %v\n", err)
+		printConfigErrors(stderr, err)
 		return 1
 	}
-	if failed {
+	out, err := alerting.GenerateAlertmanagerConfig(cfg.Alerting)
+	if err != nil {
+		fmt.Fprintf(stderr, "leitstand alertmanager-config: %v\n", err)
 		return 1
 	}
+	stdout.Write(out)
 	return 0
 }
 

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/leitstand/leitstand/alerting"
 	"github.com/leitstand/leitstand/anonymize"
 	"github.com/leitstand/leitstand/collector"
 	"github.com/leitstand/leitstand/collector/httpin"
@@ -26,6 +27,7 @@ import (
 	"github.com/leitstand/leitstand/collector/syslog"
 	"github.com/leitstand/leitstand/collector/telemetry"
 	"github.com/leitstand/leitstand/rules"
+	"github.com/leitstand/leitstand/rules/logrules"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -69,7 +71,7 @@ wait:
 		case <-hup:
 			// Rule files are reloaded without losing alert state; a broken
 			// file keeps the rules that run.
-			if err := d.rules.Reload(); err != nil {
+			if err := errors.Join(d.rules.Reload(), d.logRules.Reload()); err != nil {
 				log.Error("reload on SIGHUP failed; the previous rules stay active", "err", err)
 			} else {
 				log.Info("rules reloaded on SIGHUP")
@@ -107,7 +109,9 @@ type daemon struct {
 	downstream []collector.Sink
 	stopping   atomic.Bool
 
-	rules *rules.Engine
+	rules    *rules.Engine
+	logRules *logrules.Engine
+	router   *alerting.Router // nil when no alerting is configured
 	// sentryDSN is the embedded default's DSN, printed at start-up.
 	sentryDSN string
 	// receivers besides the HTTP listener; they start last and stop first.
@@ -165,7 +169,36 @@ func build(cfg Config, dataDir string, log *slog.Logger) (*daemon, error) {
 		d.sinks = append(d.sinks, fwd)
 		forward = sentry.WithForwarder(fwd)
 	}
-	d.pipe = pipeline.New(cfg.Pipeline, []collector.Stage{anon}, d.sinks, m, log.With("component", "pipeline"))
+	engine, err := rules.New(cfg.Rules, rules.Options{Logger: log.With("component", "rules"), Registerer: reg, Gatherer: reg})
+	if err != nil {
+		return nil, err
+	}
+	d.rules = engine
+	if alertingConfigured(cfg.Alerting) {
+		router, err := alerting.New(cfg.Alerting, alerting.Options{Logger: log.With("component", "alerting"), Registerer: reg})
+		if err != nil {
+			return nil, err
+		}
+		d.router = router
+		engine.SetNotifier(router)
+	}
+	// Log rules see events after the anonymizer, so their templates can
+	// only quote anonymized fields.
+	var notify rules.Notifier
+	if d.router != nil {
+		notify = d.router
+	}
+	logRules, err := logrules.New(cfg.LogRules, logrules.Options{Logger: log.With("component", "log_rules"), Registerer: reg,
+		Appendable: engine.Appendable(), Notifier: notify})
+	if err != nil {
+		return nil, err
+	}
+	if err := logRules.LoadFiles(cfg.Rules.RuleFiles); err != nil {
+		return nil, err
+	}
+	d.logRules = logRules
+	engine.AddAlertSource(logRules.Alerts)
+	d.pipe = pipeline.New(cfg.Pipeline, []collector.Stage{anon, logRules}, d.sinks, m, log.With("component", "pipeline"))
 
 	if cfg.Syslog.Enabled {
 		sl, err := syslog.New(cfg.Syslog, d.pipe, m, reg, log.With("component", "syslog"))
@@ -176,11 +209,12 @@ func build(cfg Config, dataDir string, log *slog.Logger) (*daemon, error) {
 	}
 
 	mux := http.NewServeMux()
-	engine, err := rules.New(cfg.Rules, rules.Options{Logger: log.With("component", "rules"), Registerer: reg, Gatherer: reg})
-	if err != nil {
-		return nil, err
+	if d.router != nil {
+		// The role-scoped API; /api/v1/alerts itself stays the unscoped
+		// Prometheus view for Grafana on a loopback or trusted network.
+		api := d.router.NewAPI(d.router.FromRules(engine.ActiveAlerts, logRules.Alerts))
+		mux.Handle("/api/v1/roles/", instrument(reg, "roles_api", http.StripPrefix("/api/v1/roles", api)))
 	}
-	d.rules = engine
 	// /api/v1/ is the Prometheus query API and remote_write; it is more
 	// specific than the Sentry routes below, so a Sentry project cannot be
 	// called "v1".
@@ -240,7 +274,10 @@ func (d *daemon) start() error {
 	for _, s := range d.sinks {
 		order = append(order, namedComponent{"sink " + s.Name(), s})
 	}
-	order = append(order, namedComponent{"pipeline", d.pipe}, namedComponent{"rules", d.rules})
+	if d.router != nil {
+		order = append(order, namedComponent{"alerting", d.router})
+	}
+	order = append(order, namedComponent{"rules", d.rules}, namedComponent{"log rules", d.logRules}, namedComponent{"pipeline", d.pipe})
 	order = append(order, d.receivers...)
 	order = append(order, namedComponent{"http", d.http})
 	for _, nc := range order {
@@ -295,6 +332,11 @@ func (d *daemon) readyz(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	writeStatus(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// alertingConfigured reports whether alerts have anywhere to go.
+func alertingConfigured(c alerting.Config) bool {
+	return len(c.Alertmanagers) > 0 || len(c.Roles) > 0
 }
 
 func writeStatus(w http.ResponseWriter, code int, v any) {
