@@ -3,6 +3,7 @@ package kubernetes
 import (
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -293,7 +294,11 @@ func TestPorts(t *testing.T) {
 
 				// Probes reach the HTTP listener, over HTTPS where it has TLS.
 				for name, pr := range map[string]*corev1.Probe{"liveness": c.LivenessProbe, "readiness": c.ReadinessProbe, "startup": c.StartupProbe} {
-					if pr == nil || pr.HTTPGet == nil {
+					if pr == nil {
+						continue
+					}
+					if pr.HTTPGet == nil {
+						t.Errorf("%s probe has no httpGet", name)
 						continue
 					}
 					p, ok := containerPort(c, pr.HTTPGet.Port, corev1.ProtocolTCP)
@@ -416,22 +421,32 @@ func TestConfigFiles(t *testing.T) {
 			t.Errorf("-data %q is not on a writable volume", d)
 		}
 		walkYAML(t, data, func(p []string, value string) {
-			key := p[len(p)-1]
+			key, _, _ := strings.Cut(p[len(p)-1], "[")
 			where := strings.Join(p, ".")
 			switch {
-			case strings.HasSuffix(key, "_file") && value != "":
+			case (strings.HasSuffix(key, "_file") || strings.HasSuffix(key, "_files")) && value != "":
+				// A file, or a glob (rule_files), in a mounted Secret or
+				// ConfigMap.
 				m, v, ok := mountFor(w, c, value)
 				if !ok || (v.Secret == nil && v.ConfigMap == nil) {
 					t.Errorf("%s: %s is not in a Secret or ConfigMap volume", where, value)
 					return
 				}
 				rel := strings.TrimPrefix(strings.TrimPrefix(value, m.MountPath), "/")
-				if _, ok := volumeFiles(b, v)[rel]; !ok {
+				matched := false
+				for name := range volumeFiles(b, v) {
+					ok, err := path.Match(rel, name)
+					if err != nil {
+						t.Errorf("%s: %s: %v", where, value, err)
+					}
+					matched = matched || ok
+				}
+				if !matched {
 					t.Errorf("%s: %s: volume %s has no item %q", where, value, v.Name, rel)
 				}
 			case (key == "dir" || strings.HasSuffix(key, "_dir")) && !writable(value):
 				t.Errorf("%s: %s is not on a writable volume (the root file system is read-only)", where, value)
-			case secretKeys[key] || (len(p) >= 2 && p[len(p)-2] == "tokens"):
+			case secretKeys[key]:
 				t.Errorf("%s is written inline: use the matching *_file key and a Secret", where)
 			}
 		})
@@ -582,14 +597,29 @@ func TestAggregator(t *testing.T) {
 		}
 		storage := claim.Spec.Resources.Requests[corev1.ResourceStorage]
 		_, _, cfg := containerConfig(t, b, w, c)
+		// The spool and the TSDB share the volume: both capped, together
+		// below its size.
+		var used int64
 		if cfg.Sinks.Elasticsearch.Enabled {
 			spool := int64(10 << 30)
 			if cfg.Spool.MaxBytes != "" {
 				spool = parseByteSize(t, cfg.Spool.MaxBytes)
 			}
-			if spool >= storage.Value() {
-				t.Errorf("%s: spool.max_bytes %s does not fit the %s volume", overlay, cfg.Spool.MaxBytes, storage.String())
+			used += spool
+		}
+		if cfg.Rules.Datasource == "" || cfg.Rules.Datasource == "embedded" {
+			var tsdb int64
+			if cfg.Rules.TSDB.RetentionSize != "" {
+				tsdb = parseByteSize(t, cfg.Rules.TSDB.RetentionSize)
 			}
+			if tsdb == 0 {
+				t.Errorf("%s: rules.tsdb.retention_size is not set: the TSDB would grow until the %s volume is full", overlay, storage.String())
+			}
+			used += tsdb
+		}
+		if used >= storage.Value() {
+			t.Errorf("%s: spool.max_bytes %s and rules.tsdb.retention_size %s do not fit the %s volume",
+				overlay, cfg.Spool.MaxBytes, cfg.Rules.TSDB.RetentionSize, storage.String())
 		}
 
 		// The governing Service is headless and selects the replicas.
@@ -696,6 +726,23 @@ func TestRulesConfigMap(t *testing.T) {
 		}
 		if cm == nil {
 			t.Fatalf("%s: no rules ConfigMap mounted into the aggregators", overlay)
+		}
+		// Every file of the ConfigMap is one the aggregators evaluate.
+		c := &sts.Spec.Template.Spec.Containers[0]
+		w := workload{kind: "StatefulSet", name: sts.Name, pod: &sts.Spec.Template, sts: sts}
+		_, _, cfg := containerConfig(t, b, w, c)
+		for name := range cm.Data {
+			used := false
+			for _, g := range cfg.Rules.RuleFiles {
+				m, v, ok := mountFor(w, c, g)
+				if ok && v.ConfigMap != nil && v.ConfigMap.Name == cm.Name {
+					ok, _ := path.Match(strings.TrimPrefix(strings.TrimPrefix(g, m.MountPath), "/"), name)
+					used = used || ok
+				}
+			}
+			if !used {
+				t.Errorf("%s: rules ConfigMap file %s is not in the aggregators' rules.rule_files", overlay, name)
+			}
 		}
 		if len(cm.Data) != len(shipped) {
 			t.Errorf("%s: the rules ConfigMap has %d files, rules/shipped %d: list every file in base/kustomization.yaml", overlay, len(cm.Data), len(shipped))

@@ -82,6 +82,13 @@ type daemonConfig struct {
 	Spool struct {
 		MaxBytes string `yaml:"max_bytes"`
 	} `yaml:"spool"`
+	Rules struct {
+		Datasource string   `yaml:"datasource"`
+		RuleFiles  []string `yaml:"rule_files"`
+		TSDB       struct {
+			RetentionSize string `yaml:"retention_size"`
+		} `yaml:"tsdb"`
+	} `yaml:"rules"`
 	Sinks struct {
 		Elasticsearch struct {
 			Enabled bool     `yaml:"enabled"`
@@ -288,7 +295,7 @@ func containerPort(c *corev1.Container, target intstr.IntOrString, proto corev1.
 }
 
 // walkYAML calls fn for every key path and scalar value of a YAML document
-// (list items as "[i]").
+// (list items as "key[i]").
 func walkYAML(t *testing.T, data string, fn func(path []string, value string)) {
 	t.Helper()
 	var root any
@@ -304,7 +311,13 @@ func walkYAML(t *testing.T, data string, fn func(path []string, value string)) {
 			}
 		case []any:
 			for i, e := range v {
-				walk(append(append([]string(nil), p...), fmt.Sprintf("[%d]", i)), e)
+				q := append([]string(nil), p...)
+				if len(q) > 0 {
+					q[len(q)-1] += fmt.Sprintf("[%d]", i)
+				} else {
+					q = append(q, fmt.Sprintf("[%d]", i))
+				}
+				walk(q, e)
 			}
 		case nil:
 		default:
