@@ -105,7 +105,20 @@ type leitstandProc struct {
 	err    error // of Wait, valid once exited is closed
 }
 
+// startLeitstand starts leitstand on free ports. Other programs on the
+// machine (tests running beside the benchmark) may take a port between
+// the probe and leitstand's bind, so a start that fails on a taken address
+// is tried again on other ports.
 func startLeitstand(ctx context.Context, s startSpec, ipOnly bool) (receiver, string, error) {
+	for attempt := 1; ; attempt++ {
+		r, target, err := startLeitstandOnce(ctx, s, ipOnly)
+		if err == nil || attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
+			return r, target, err
+		}
+	}
+}
+
+func startLeitstandOnce(ctx context.Context, s startSpec, ipOnly bool) (receiver, string, error) {
 	httpPort, err := peers.FreeTCPPort()
 	if err != nil {
 		return nil, "", err
@@ -123,6 +136,9 @@ func startLeitstand(ctx context.Context, s startSpec, ipOnly bool) (receiver, st
 		return nil, "", err
 	}
 	p := &leitstandProc{data: filepath.Join(s.workDir, "data"), log: filepath.Join(s.workDir, "leitstand.log"), exited: make(chan struct{})}
+	if err := os.RemoveAll(p.data); err != nil { // a failed attempt's
+		return nil, "", err
+	}
 	logFile, err := os.Create(p.log)
 	if err != nil {
 		return nil, "", err
