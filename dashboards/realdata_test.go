@@ -50,21 +50,16 @@ var notYetExported = map[string]string{
 
 	// rules/ registers these (rules/metrics.go); the engine is not wired
 	// into cmd/leitstand yet.
-	"leitstand_rule_group_evaluation_duration_seconds": "rule engine not wired into cmd/leitstand",
-	"leitstand_rule_evaluation_failures_total":         "rule engine not wired into cmd/leitstand",
-	"leitstand_rule_last_reload_successful":            "rule engine not wired into cmd/leitstand",
-	"leitstand_rule_samples_appended_total":            "rule engine not wired into cmd/leitstand",
-	"leitstand_rule_samples_refused_total":             "rule engine not wired into cmd/leitstand",
-	"leitstand_rule_alerts":                            "rule engine not wired into cmd/leitstand",
-	"leitstand_rule_alerts_sent_total":                 "rule engine not wired into cmd/leitstand",
+	"leitstand_rule_group_evaluation_duration_seconds": "no series until a rule file is loaded (the test daemon has none)",
+	"leitstand_rule_evaluation_failures_total":         "no series until a rule file is loaded (the test daemon has none)",
 
 	// Assumed names: nothing registers them yet. The alerting and log-rule
 	// engineers are asked to export exactly these (see docs/dashboards.md).
-	"leitstand_alerts":                      "assumed: alerting/ (role routing) is to export alerts by role, state and severity",
-	"leitstand_rule_log_matches_total":      "assumed: the log rule engine is to count matches per group and rule",
-	"leitstand_notifications_sent_total":    "assumed: the Alertmanager client is to count alerts sent per Alertmanager",
-	"leitstand_notifications_errors_total":  "assumed: the Alertmanager client is to count send errors per Alertmanager",
-	"leitstand_notifications_dropped_total": "assumed: the Alertmanager client is to count alerts dropped",
+	"leitstand_alerts":                      "exported only when alerting is configured (the test daemon has no Alertmanager)",
+	"leitstand_log_rules_dropped_total":     "no series until a log rule reaches its cap",
+	"leitstand_notifications_sent_total":    "exported only when alerting is configured (the test daemon has no Alertmanager)",
+	"leitstand_notifications_errors_total":  "exported only when alerting is configured (the test daemon has no Alertmanager)",
+	"leitstand_notifications_dropped_total": "exported only when alerting is configured (the test daemon has no Alertmanager)",
 }
 
 // alertRules make the test Prometheus write ALERTS and ALERTS_FOR_STATE the
