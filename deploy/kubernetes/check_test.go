@@ -2,6 +2,7 @@ package kubernetes
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -29,6 +30,7 @@ import (
 	"github.com/leitstand/leitstand/collector/sink/file"
 	"github.com/leitstand/leitstand/collector/sink/forward"
 	"github.com/leitstand/leitstand/internal/config"
+	"github.com/leitstand/leitstand/internal/peers"
 )
 
 // testVersion is stamped into the binary the way the Dockerfile stamps the
@@ -159,7 +161,7 @@ func secretFixture(t *testing.T, secret, key string) []byte {
 		return []byte(hex.EncodeToString(bytes.Repeat([]byte{0x5a}, 32)) + "\n")
 	case "tokens":
 		return []byte("# agents and other senders\n" + testToken + "\n")
-	case "agent-token":
+	case "agent-token", "platform-ops":
 		return []byte(testToken + "\n")
 	case "password":
 		return []byte("fixture-password\n")
@@ -266,26 +268,7 @@ func downwardEnv(w workload, c *corev1.Container) []string {
 func TestLeitstandCheck(t *testing.T) {
 	bin := leitstandBinary(t)
 	forEachContainer(t, func(t *testing.T, b *bundle, w workload, c *corev1.Container) {
-		tr := materialize(t, b, w, c)
-		cfgPath := argValue(c.Args, "-config")
-		raw, err := os.ReadFile(tr.path(cfgPath))
-		if err != nil {
-			t.Fatal(err)
-		}
-		writeFile(t, tr.path(cfgPath), []byte(tr.rewrite(string(raw))))
-		if len(c.Args) == 0 || c.Args[0] != "run" {
-			t.Fatalf("args %v do not start with run", c.Args)
-		}
-		args := []string{"check"}
-		for i := 1; i < len(c.Args); i++ {
-			a := c.Args[i]
-			if (a == "-config" || a == "-data") && i+1 < len(c.Args) {
-				args = append(args, a, tr.path(c.Args[i+1]))
-				i++
-				continue
-			}
-			args = append(args, a)
-		}
+		args := append([]string{"check"}, containerFlags(t, b, w, c)...)
 		cmd := exec.Command(bin, args...)
 		cmd.Env = downwardEnv(w, c)
 		var stdout, stderr bytes.Buffer
@@ -298,6 +281,69 @@ func TestLeitstandCheck(t *testing.T) {
 		}
 		t.Log(strings.TrimSpace(stdout.String()))
 	})
+}
+
+// containerFlags lays out the container's files (materialize), points its
+// config at them and returns its flags (-config, -data) for the tree.
+func containerFlags(t *testing.T, b *bundle, w workload, c *corev1.Container) []string {
+	t.Helper()
+	tr := materialize(t, b, w, c)
+	cfgPath := argValue(c.Args, "-config")
+	raw, err := os.ReadFile(tr.path(cfgPath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, tr.path(cfgPath), []byte(tr.rewrite(string(raw))))
+	if len(c.Args) == 0 || c.Args[0] != "run" {
+		t.Fatalf("args %v do not start with run", c.Args)
+	}
+	var args []string
+	for i := 1; i < len(c.Args); i++ {
+		a := c.Args[i]
+		if (a == "-config" || a == "-data") && i+1 < len(c.Args) {
+			args = append(args, a, tr.path(c.Args[i+1]))
+			i++
+			continue
+		}
+		args = append(args, a)
+	}
+	return args
+}
+
+// TestAlertmanagerConfig: the aggregators' role registry generates an
+// Alertmanager configuration (`leitstand alertmanager-config`) that
+// Alertmanager's own checker accepts.
+func TestAlertmanagerConfig(t *testing.T) {
+	bin := leitstandBinary(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	defer cancel()
+	amtool, err := peers.Bin(ctx, "amtool")
+	peers.Check(t, err)
+	for _, overlay := range overlays {
+		b := render(t, overlay)
+		for _, w := range workloads(b) {
+			if w.sts == nil {
+				continue
+			}
+			c := &w.pod.Spec.Containers[0]
+			t.Run(overlay, func(t *testing.T) {
+				args := append([]string{"alertmanager-config"}, containerFlags(t, b, w, c)...)
+				cmd := exec.CommandContext(ctx, bin, args...)
+				cmd.Env = downwardEnv(w, c)
+				var stderr bytes.Buffer
+				cmd.Stderr = &stderr
+				out, err := cmd.Output()
+				if err != nil {
+					t.Fatalf("leitstand %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+				}
+				f := filepath.Join(t.TempDir(), "alertmanager.yml")
+				writeFile(t, f, out)
+				if res, err := exec.CommandContext(ctx, amtool, "check-config", f).CombinedOutput(); err != nil {
+					t.Fatalf("amtool check-config: %v\n%s\n--- generated:\n%s", err, res, out)
+				}
+			})
+		}
+	}
 }
 
 // agentNext is the part of the agent's config that waits for `role: agent`

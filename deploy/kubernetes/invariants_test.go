@@ -340,8 +340,8 @@ func policyPort(c *corev1.Container, pp networkingv1.NetworkPolicyPort) (port, b
 	return containerPort(c, *pp.Port, proto)
 }
 
-// TestEgress: the aggregators reach only DNS, Elasticsearch (the ports of
-// the configured URLs) and Alertmanager; the agents only DNS, the
+// TestEgress: the aggregators reach only DNS, Elasticsearch and
+// Alertmanager (the ports of the configured URLs); the agents only DNS, the
 // aggregators' HTTP port and the Kubernetes API.
 func TestEgress(t *testing.T) {
 	for _, overlay := range overlays {
@@ -358,7 +358,10 @@ func TestEgress(t *testing.T) {
 		aggHTTP := aggCfg.listeners(t)[0].port
 
 		dns := []port{{53, corev1.ProtocolUDP}, {53, corev1.ProtocolTCP}}
-		wantAgg := map[port]string{{9093, corev1.ProtocolTCP}: "alertmanager"}
+		wantAgg := map[port]string{}
+		for _, u := range aggCfg.Alerting.Alertmanagers {
+			wantAgg[port{urlPort(t, u), corev1.ProtocolTCP}] = "alertmanager"
+		}
 		for _, p := range dns {
 			wantAgg[p] = "dns"
 		}

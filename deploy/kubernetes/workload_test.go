@@ -89,6 +89,9 @@ type daemonConfig struct {
 			RetentionSize string `yaml:"retention_size"`
 		} `yaml:"tsdb"`
 	} `yaml:"rules"`
+	Alerting struct {
+		Alertmanagers []string `yaml:"alertmanagers"`
+	} `yaml:"alerting"`
 	Sinks struct {
 		Elasticsearch struct {
 			Enabled bool     `yaml:"enabled"`
