@@ -115,34 +115,40 @@ type ruleFile struct {
 	Groups []monv1.RuleGroup `json:"groups"`
 }
 
-// parseRuleFile decodes a Prometheus rule file strictly into the
-// operator's types. Items with a `log:` key are leitstand's log rules, which
-// Prometheus does not know; they are left out.
-func parseRuleFile(data []byte) (ruleFile, error) {
+// withoutLogRules returns a rule file as JSON without the rule items that
+// have a `log:` key: those are leitstand's log rules, which Prometheus does
+// not know.
+func withoutLogRules(data []byte) ([]byte, error) {
 	var raw map[string]any
 	if err := yaml.UnmarshalStrict(data, &raw); err != nil {
-		return ruleFile{}, err
+		return nil, err
 	}
-	if groups, ok := raw["groups"].([]any); ok {
-		for _, g := range groups {
-			gm, ok := g.(map[string]any)
-			if !ok {
+	groups, _ := raw["groups"].([]any)
+	for _, g := range groups {
+		gm, ok := g.(map[string]any)
+		if !ok {
+			continue
+		}
+		rules, ok := gm["rules"].([]any)
+		if !ok {
+			continue
+		}
+		var kept []any
+		for _, r := range rules {
+			if rm, ok := r.(map[string]any); ok && rm["log"] != nil {
 				continue
 			}
-			rules, _ := gm["rules"].([]any)
-			kept := rules[:0]
-			for _, r := range rules {
-				if rm, ok := r.(map[string]any); ok && rm["log"] != nil {
-					continue
-				}
-				kept = append(kept, r)
-			}
-			if rules != nil {
-				gm["rules"] = kept
-			}
+			kept = append(kept, r)
 		}
+		gm["rules"] = kept
 	}
-	j, err := json.Marshal(raw)
+	return json.Marshal(raw)
+}
+
+// parseRuleFile decodes a Prometheus rule file strictly into the
+// operator's types, log rules left out.
+func parseRuleFile(data []byte) (ruleFile, error) {
+	j, err := withoutLogRules(data)
 	if err != nil {
 		return ruleFile{}, err
 	}
