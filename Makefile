@@ -2,7 +2,7 @@
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: run build test bench lint
+.PHONY: run build test bench lint image manifests
 
 ## run: build and run the daemon on the embedded default (loopback, events to ./data/events)
 run: build
@@ -23,3 +23,16 @@ bench:
 ## lint: gofmt, go vet, staticcheck
 lint:
 	scripts/test lint
+
+IMAGE ?= ghcr.io/leitstand/leitstand
+CONTAINER_TOOL ?= docker
+
+## image: build the container image $(IMAGE):$(VERSION) from deploy/container/Dockerfile (docker with BuildKit, or CONTAINER_TOOL=podman)
+image:
+	$(CONTAINER_TOOL) build -f deploy/container/Dockerfile \
+		$(if $(filter podman,$(notdir $(CONTAINER_TOOL))),--ignorefile deploy/container/Dockerfile.dockerignore) \
+		--build-arg VERSION=$(VERSION) -t $(IMAGE):$(VERSION) .
+
+## manifests: re-render deploy/kubernetes (golden files, copied rules and dashboards, PrometheusRules)
+manifests:
+	go test ./deploy/kubernetes -count=1 -update
