@@ -11,10 +11,9 @@ import (
 type format uint8
 
 const (
-	formatUnknown format = iota
 	// formatCRI: "<RFC3339Nano> <stdout|stderr> <P|F>[:tags] <text>", what
 	// containerd and CRI-O write.
-	formatCRI
+	formatCRI format = iota
 	// formatDocker: Docker's json-file driver,
 	// {"log":"text\n","stream":"stdout","time":"…"}.
 	formatDocker

@@ -24,7 +24,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -398,14 +397,13 @@ func (l *idLog) stats(pod int) (all, one int) {
 // the file sink and the id check, behind an HTTP server on a fixed
 // address so that it can restart.
 type simAggregator struct {
-	t      *testing.T
-	dir    string
-	addr   string
-	ids    *idLog
-	srv    *httptest.Server
-	pipe   *pipeline.Pipeline
-	sinks  []collector.Sink
-	posted atomic.Int64
+	t     *testing.T
+	dir   string
+	addr  string
+	ids   *idLog
+	srv   *httptest.Server
+	pipe  *pipeline.Pipeline
+	sinks []collector.Sink
 }
 
 func startAggregator(t *testing.T, dir, addr string, ids *idLog) *simAggregator {

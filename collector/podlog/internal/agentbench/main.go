@@ -372,6 +372,7 @@ func (b *bench) drain(lines int) error {
 		if err != nil {
 			return err
 		}
+		w.noRotate = true
 		for n := 0; n < per; n += 100 {
 			if err := w.write(min(100, per-n)); err != nil {
 				return err
@@ -413,15 +414,16 @@ func (b *bench) drain(lines int) error {
 // at 10MiB the live file is renamed and a new one created, older rotated
 // files are compressed, five files are kept.
 type writer struct {
-	dir   string
-	idx   int
-	text  string
-	f     *os.File
-	size  int64
-	seq   int
-	rot   int
-	buf   []byte
-	bytes int
+	noRotate bool // a backlog is written before the agent starts, which reads rotated files only from its own time on
+	dir      string
+	idx      int
+	text     string
+	f        *os.File
+	size     int64
+	seq      int
+	rot      int
+	buf      []byte
+	bytes    int
 }
 
 func newWriter(root string, idx, lineBytes int) (*writer, error) {
@@ -459,7 +461,7 @@ func (w *writer) write(n int) error {
 			return err
 		}
 		w.size += int64(len(b))
-		if w.size >= 10<<20 {
+		if w.size >= 10<<20 && !w.noRotate {
 			if err := w.rotate(); err != nil {
 				return err
 			}
