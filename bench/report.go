@@ -136,10 +136,14 @@ type Summary struct {
 	OfferedRate float64 `json:"offered_rate"`
 	Runs        int     `json:"runs"`   // runs without error
 	Failed      int     `json:"failed"` // runs with an error
-	// Sent and Delivered are of the run with the fewest delivered.
-	Sent      int64 `json:"sent"`
-	Delivered int64 `json:"delivered"`
-	Lost      int64 `json:"lost"`
+	// Sent is the events to store per run; Delivered the median of the
+	// runs' delivered events, Lost what the median run lost, and
+	// MinDelivered and MaxDelivered the spread (UDP).
+	Sent         int64 `json:"sent"`
+	Delivered    int64 `json:"delivered"`
+	Lost         int64 `json:"lost"`
+	MinDelivered int64 `json:"min_delivered"`
+	MaxDelivered int64 `json:"max_delivered"`
 	// Medians over the runs.
 	EventsPerSecond      float64 `json:"events_per_second"`
 	EventsPerCPUSecond   float64 `json:"events_per_cpu_second"`
@@ -171,8 +175,7 @@ func (r *Results) summarize() {
 	for _, c := range r.Cases {
 		s := Summary{Case: c.Name, Group: c.Group, Path: c.Path, Daemon: c.Daemon, OfferedRate: c.Rate,
 			PIISent: map[string]int{}, PIISurvived: map[string]int{}}
-		var eps, epc, cpm, mibs, rss, gen []float64
-		first := true
+		var eps, epc, cpm, mibs, rss, gen, delivered []float64
 		for _, m := range r.Runs {
 			if m.Case != c.Name {
 				continue
@@ -190,10 +193,8 @@ func (r *Results) summarize() {
 			if m.Generator != nil {
 				gen = append(gen, m.Generator.PerSecond)
 			}
-			if first || m.Delivered < s.Delivered {
-				s.Sent, s.Delivered, s.Lost = m.Sent, m.Delivered, m.Lost
-				first = false
-			}
+			delivered = append(delivered, float64(m.Delivered))
+			s.Sent = m.Sent
 			for k, v := range m.PII.Sent {
 				s.PIISent[k] = v
 			}
@@ -204,6 +205,11 @@ func (r *Results) summarize() {
 		s.EventsPerSecond, s.EventsPerCPUSecond = median(eps), median(epc)
 		s.CPUSecondsPerMillion, s.MiBPerSecond, s.PeakRSSMiB = median(cpm), median(mibs), median(rss)
 		s.GeneratorPerSecond = median(gen)
+		if len(delivered) > 0 {
+			s.Delivered = int64(median(delivered) + 0.5)
+			s.Lost = s.Sent - s.Delivered
+			s.MinDelivered, s.MaxDelivered = int64(slices.Min(delivered)), int64(slices.Max(delivered))
+		}
 		r.Summary = append(r.Summary, s)
 	}
 	for i := range r.Summary {
@@ -246,6 +252,28 @@ func (r *Results) Failures() []string {
 		}
 	}
 	return f
+}
+
+// ReadResults reads a results file written by WriteFiles, strictly (an
+// unknown field is an error), and summarizes it again: a change of the
+// tables needs no new run.
+func ReadResults(path string) (*Results, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	dec := json.NewDecoder(f)
+	dec.DisallowUnknownFields()
+	var r Results
+	if err := dec.Decode(&r); err != nil {
+		return nil, fmt.Errorf("%s: %v", path, err)
+	}
+	if r.Schema != SchemaVersion {
+		return nil, fmt.Errorf("%s: schema %d, want %d", path, r.Schema, SchemaVersion)
+	}
+	r.summarize()
+	return &r, nil
 }
 
 // WriteFiles writes the results as JSON to jsonPath and as Markdown to
@@ -349,8 +377,12 @@ func (r *Results) Markdown(w io.Writer) {
 				continue
 			}
 			lost := ""
-			if s.Lost != 0 {
-				lost = fmt.Sprintf(" (%+d lost)", -s.Lost)
+			if s.Lost != 0 && s.Sent > 0 {
+				lost = fmt.Sprintf(" (%.1f %% lost", 100*float64(s.Lost)/float64(s.Sent))
+				if s.MinDelivered != s.MaxDelivered {
+					lost += fmt.Sprintf("; runs %s–%s", itoa(s.MinDelivered), itoa(s.MaxDelivered))
+				}
+				lost += ")"
 			}
 			fmt.Fprintf(w, "| %s | %s / %s%s | %.0f | %.1f | %.0f | %.2f | %.1f | %s | %s | %s | %s | %s |\n",
 				s.Daemon, itoa(s.Delivered), itoa(s.Sent), lost, s.EventsPerSecond, s.MiBPerSecond, s.EventsPerCPUSecond,

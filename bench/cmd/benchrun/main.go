@@ -5,6 +5,7 @@
 //	bench/run                 quick mode (CI): 200k messages per case, 2 runs
 //	bench/run full            1M messages per case, 3 runs, UDP at 3 rates
 //	bench/run quick -only 'syslog-tcp/'
+//	bench/run full -render bench/results.json -markdown bench/RESULTS.md
 package main
 
 import (
@@ -53,6 +54,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.CaseTimeout, "case-timeout", 5*time.Minute, "bound on one case")
 	jsonPath := fs.String("json", "bench/out/results-"+mode+".json", "results `file` (JSON)")
 	mdPath := fs.String("markdown", "bench/out/RESULTS-"+mode+".md", "results `file` (Markdown); the table is also printed")
+	render := fs.String("render", "", "run nothing: read this results `file` (JSON) and write its tables to -markdown")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -71,6 +73,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		o.UDPRates = append(o.UDPRates, v)
+	}
+	if *render != "" {
+		res, err := bench.ReadResults(*render)
+		if err == nil {
+			res.Markdown(stdout)
+			err = res.WriteFiles("", *mdPath)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "benchrun: %v\n", err)
+			return 1
+		}
+		return 0
 	}
 	o.Command = "bench/run " + strings.Join(append([]string{mode}, args...), " ")
 	o.Log = stderr
