@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -337,7 +336,8 @@ func startSyslogNG(ctx context.Context, s startSpec) (receiver, string, error) {
 	return &peerProc{inst: ng, pid: ng.PID(), outPath: filepath.Join(ng.Dir, "out.json")}, fmt.Sprintf("127.0.0.1:%d", port), nil
 }
 
-// versions asks each program for its version.
+// versions asks each program for its version. syslog-ng is found where
+// install.sh unpacks it (internal/peers keeps its layout to itself).
 func versions(ctx context.Context, bins binaries) map[string]string {
 	v := map[string]string{}
 	run := func(env []string, name string, args ...string) string {
@@ -364,6 +364,3 @@ func versions(ctx context.Context, bins binaries) map[string]string {
 	}
 	return v
 }
-
-// itoa is strconv.Itoa, short for the table code.
-func itoa(n int64) string { return strconv.FormatInt(n, 10) }

@@ -339,6 +339,7 @@ func runCase(ctx context.Context, o Options, bins binaries, pii *piiSets, c Case
 	if err := gen.start(); err != nil {
 		return fail(err)
 	}
+	defer gen.abort() // a no-op once it has exited
 
 	counter := newLineCounter()
 	var seen int64

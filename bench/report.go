@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -418,6 +419,9 @@ func (r *Results) Markdown(w io.Writer) {
 - "personal data left": occurrences of the input's e-mail addresses and untruncated IP addresses found in the output. The peers truncate IPs only, so the e-mail addresses stay in their files.
 `)
 }
+
+// itoa formats a count for the tables.
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
 func numCPU() int       { return runtime.NumCPU() }
 func goVersion() string { return runtime.Version() }
