@@ -2,7 +2,7 @@
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: run build test bench lint image manifests
+.PHONY: run build test bench bench-whole bench-whole-full lint image manifests
 
 ## run: build and run the daemon on the embedded default (loopback, events to ./data/events)
 run: build
@@ -19,6 +19,14 @@ test:
 ## bench: the micro-benchmarks beside the code
 bench:
 	go test -run '^$$' -bench . -benchmem ./...
+
+## bench-whole: whole-process benchmark, leitstand vs rsyslog vs syslog-ng, same input (quick, ~2 min; bench/README.md)
+bench-whole:
+	bench/run quick
+
+## bench-whole-full: the same with 1M messages per case, 3 runs, UDP at 3 rates (~15 min); results like bench/RESULTS.md
+bench-whole-full:
+	bench/run full
 
 ## lint: gofmt, go vet, staticcheck
 lint:
