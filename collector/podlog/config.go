@@ -172,12 +172,13 @@ type KubernetesConfig struct {
 	// CAFile verifies the API server. Default
 	// /var/run/secrets/kubernetes.io/serviceaccount/ca.crt.
 	CAFile string `yaml:"ca_file"`
-	// RefreshInterval is how often the node's pods are listed again; a pod
-	// the agent does not know yet triggers a listing at once (at most every
-	// 2s). Default 1m.
+	// RefreshInterval is how long one watch of the node's pods lasts before
+	// it is renewed (the agent lists the pods once, then watches them; any
+	// error lists them again). Default 5m.
 	RefreshInterval time.Duration `yaml:"refresh_interval"`
-	// Wait is how long a new pod's first lines wait for its labels.
-	// Default 2s.
+	// Wait is how long the first lines of a pod the API has not told about
+	// yet wait for its labels; usually the pod is known before its first
+	// line. Default 2s.
 	Wait time.Duration `yaml:"wait"`
 }
 
@@ -207,7 +208,7 @@ func DefaultConfig() Config {
 		Kubernetes: KubernetesConfig{
 			TokenFile:       ServiceAccountDir + "/token",
 			CAFile:          ServiceAccountDir + "/ca.crt",
-			RefreshInterval: time.Minute,
+			RefreshInterval: 5 * time.Minute,
 			Wait:            2 * time.Second,
 		},
 	}

@@ -5,9 +5,11 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"os"
@@ -22,17 +24,21 @@ import (
 )
 
 // podInfo is what the API says about one pod. Families hold it and read
-// the labels for every event, so a listing updates them in place.
+// the labels for every event, so news from the API updates them in place.
 type podInfo struct {
 	labels  atomic.Pointer[[]collector.Field]
-	known   atomic.Bool // listed at least once
+	known   atomic.Bool // the API has told about the pod
 	created time.Time
+	seen    atomic.Int64 // Unix seconds of the last listing or event naming it
 }
 
-// kubeClient lists the pods of this node with plain HTTP: one GET of
-// /api/v1/pods with fieldSelector spec.nodeName, from the API server's
-// cache (resourceVersion=0), as the kubelet does. No client library: the
-// agent needs one read-only call.
+// kubeClient keeps the labels of this node's pods with plain HTTP, the
+// way the kubelet follows its pods: one list of /api/v1/pods with the
+// fieldSelector spec.nodeName (from the API server's cache,
+// resourceVersion=0), then a watch from that version, renewed when it ends
+// and replaced by a new list when the version is too old (410 Gone) or the
+// connection fails. A pod is usually known before its containers write
+// their first line. No client library: the agent needs this one call.
 type kubeClient struct {
 	cfg  KubernetesConfig
 	node string
@@ -43,13 +49,9 @@ type kubeClient struct {
 
 	mu      sync.Mutex
 	pods    map[string]*podInfo
-	listed  chan struct{} // closed after each listing, then replaced
-	refresh chan struct{}
-	last    time.Time
+	changed chan struct{} // closed when pods become known, then replaced
+	failing bool
 }
-
-// minRelist is the least time between listings asked for by new pods.
-const minRelist = 2 * time.Second
 
 func newKubeClient(cfg KubernetesConfig, node string, m *metrics, log *slog.Logger) (*kubeClient, error) {
 	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12}
@@ -64,13 +66,15 @@ func newKubeClient(cfg KubernetesConfig, node string, m *metrics, log *slog.Logg
 		}
 		tlsConf.RootCAs = pool
 	}
-	tr := &http.Transport{TLSClientConfig: tlsConf, MaxIdleConnsPerHost: 1, IdleConnTimeout: 2 * time.Minute}
+	tr := &http.Transport{TLSClientConfig: tlsConf, MaxIdleConnsPerHost: 1, IdleConnTimeout: 2 * time.Minute,
+		ResponseHeaderTimeout: 30 * time.Second, TLSHandshakeTimeout: 10 * time.Second}
 	return &kubeClient{
 		cfg: cfg, node: node, base: strings.TrimRight(cfg.apiServer(), "/"), log: log, m: m,
-		http:    &http.Client{Transport: tr, Timeout: 30 * time.Second},
+		// No overall timeout: a watch lasts refresh_interval. Requests end
+		// with their context.
+		http:    &http.Client{Transport: tr},
 		pods:    map[string]*podInfo{},
-		listed:  make(chan struct{}),
-		refresh: make(chan struct{}, 1),
+		changed: make(chan struct{}),
 	}, nil
 }
 
@@ -78,6 +82,10 @@ func newKubeClient(cfg KubernetesConfig, node string, m *metrics, log *slog.Logg
 func (k *kubeClient) info(uid string) *podInfo {
 	k.mu.Lock()
 	defer k.mu.Unlock()
+	return k.infoLocked(uid)
+}
+
+func (k *kubeClient) infoLocked(uid string) *podInfo {
 	p := k.pods[uid]
 	if p == nil {
 		p = &podInfo{created: time.Now()}
@@ -86,108 +94,118 @@ func (k *kubeClient) info(uid string) *podInfo {
 	return p
 }
 
-// wait asks for a listing when the pod is not known yet and waits for it,
-// at most d, so a new pod's first lines carry its labels.
+// wait waits, at most d, for the API to tell about the pod, so a new pod's
+// first lines carry its labels.
 func (k *kubeClient) wait(ctx context.Context, p *podInfo, d time.Duration) {
-	if p.known.Load() || d <= 0 {
+	if d <= 0 {
 		return
-	}
-	k.mu.Lock()
-	listed := k.listed
-	k.mu.Unlock()
-	select {
-	case k.refresh <- struct{}{}:
-	default:
 	}
 	t := time.NewTimer(d)
 	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-listed:
-	case <-t.C:
-	}
-}
-
-func (k *kubeClient) run(ctx context.Context) {
-	tick := time.NewTicker(k.cfg.RefreshInterval)
-	defer tick.Stop()
-	k.list(ctx)
-	for {
+	for !p.known.Load() {
+		k.mu.Lock()
+		changed := k.changed
+		k.mu.Unlock()
+		if p.known.Load() {
+			return
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
-		case <-k.refresh:
-			if d := minRelist - time.Since(k.last); d > 0 {
-				t := time.NewTimer(d)
-				select {
-				case <-ctx.Done():
-					t.Stop()
-					return
-				case <-t.C:
-				}
-			}
+		case <-t.C:
+			return
+		case <-changed:
 		}
-		k.list(ctx)
 	}
 }
 
+// run lists and watches until ctx ends.
+func (k *kubeClient) run(ctx context.Context) {
+	failures := 0
+	for ctx.Err() == nil {
+		rv, err := k.list(ctx)
+		for err == nil && ctx.Err() == nil {
+			rv, err = k.watch(ctx, rv)
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if errors.Is(err, errGone) {
+			failures = 0
+			continue // list again at once
+		}
+		failures++
+		k.failed(err)
+		d := time.Second << min(failures-1, 5) // up to 32s
+		t := time.NewTimer(d/2 + rand.N(d/2+1))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (k *kubeClient) failed(err error) {
+	k.mu.Lock()
+	was := k.failing
+	k.failing = true
+	k.mu.Unlock()
+	if !was {
+		k.log.Warn("podlog: following this node's pods failed; new pods' events go without labels until it works",
+			"api_server", k.base, "err", err)
+	}
+}
+
+func (k *kubeClient) recovered() {
+	k.mu.Lock()
+	was := k.failing
+	k.failing = false
+	k.mu.Unlock()
+	if was {
+		k.log.Info("podlog: following this node's pods again", "api_server", k.base)
+	}
+}
+
+// errGone: the watch's resource version is too old; list again.
+var errGone = errors.New("resource version expired")
+
+type podObject struct {
+	Metadata struct {
+		UID             string            `json:"uid"`
+		Labels          map[string]string `json:"labels"`
+		ResourceVersion string            `json:"resourceVersion"`
+	} `json:"metadata"`
+}
+
 type podList struct {
-	Items []struct {
-		Metadata struct {
-			UID    string            `json:"uid"`
-			Labels map[string]string `json:"labels"`
-		} `json:"metadata"`
-	} `json:"items"`
+	Metadata struct {
+		ResourceVersion string `json:"resourceVersion"`
+	} `json:"metadata"`
+	Items []podObject `json:"items"`
+}
+
+// watchEvent is one line of a watch stream. For ERROR the object is a
+// Status.
+type watchEvent struct {
+	Type   string `json:"type"`
+	Object struct {
+		podObject
+		Code   int    `json:"code"`
+		Reason string `json:"reason"`
+	} `json:"object"`
 }
 
 // maxPodList bounds the listing read, whatever the API server sends.
 const maxPodList = 64 << 20
 
-func (k *kubeClient) list(ctx context.Context) {
-	k.last = time.Now()
-	defer func() {
-		k.mu.Lock()
-		close(k.listed)
-		k.listed = make(chan struct{})
-		k.mu.Unlock()
-	}()
-	pods, err := k.fetch(ctx)
-	if err != nil {
-		if ctx.Err() == nil {
-			k.log.Warn("podlog: listing this node's pods failed; events go without labels until it works", "api_server", k.base, "err", err)
-		}
-		return
-	}
-	seen := make(map[string]bool, len(pods.Items))
-	for _, it := range pods.Items {
-		uid := it.Metadata.UID
-		if uid == "" {
-			continue
-		}
-		seen[uid] = true
-		fields := labelFields(it.Metadata.Labels)
-		p := k.info(uid)
-		p.labels.Store(&fields)
-		p.known.Store(true)
-	}
-	// Forget pods gone from the node a while ago; families still reading
-	// their files keep their entry.
-	k.mu.Lock()
-	for uid, p := range k.pods {
-		if !seen[uid] && time.Since(p.created) > 10*time.Minute {
-			delete(k.pods, uid)
-		}
-	}
-	k.mu.Unlock()
-}
-
-func (k *kubeClient) fetch(ctx context.Context) (*podList, error) {
-	token, err := os.ReadFile(k.cfg.TokenFile)
+func (k *kubeClient) request(ctx context.Context, q url.Values) (*http.Response, error) {
+	token, err := os.ReadFile(k.cfg.TokenFile) // bound tokens rotate: read for every request
 	if err != nil {
 		return nil, err
 	}
-	q := url.Values{"fieldSelector": {"spec.nodeName=" + k.node}, "resourceVersion": {"0"}}
+	q.Set("fieldSelector", "spec.nodeName="+k.node)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, k.base+"/api/v1/pods?"+q.Encode(), nil)
 	if err != nil {
 		return nil, err
@@ -200,17 +218,104 @@ func (k *kubeClient) fetch(ctx context.Context) (*podList, error) {
 		k.m.kubeRequests.WithLabelValues("error").Inc()
 		return nil, err
 	}
-	defer resp.Body.Close()
 	k.m.kubeRequests.WithLabelValues(strconv.Itoa(resp.StatusCode)).Inc()
 	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		if resp.StatusCode == http.StatusGone {
+			return nil, errGone
+		}
 		return nil, fmt.Errorf("HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(msg)))
 	}
+	return resp, nil
+}
+
+// list replaces what is known by a listing and returns its version.
+func (k *kubeClient) list(ctx context.Context) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	resp, err := k.request(ctx, url.Values{"resourceVersion": {"0"}})
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
 	var pl podList
 	if err := json.NewDecoder(io.LimitReader(resp.Body, maxPodList)).Decode(&pl); err != nil {
-		return nil, fmt.Errorf("decoding the pod list: %w", err)
+		return "", fmt.Errorf("decoding the pod list: %w", err)
 	}
-	return &pl, nil
+	now := time.Now()
+	k.mu.Lock()
+	for i := range pl.Items {
+		k.applyLocked(&pl.Items[i], now)
+	}
+	// Forget pods gone from the node a while ago; families still reading
+	// their files keep their entry.
+	for uid, p := range k.pods {
+		if now.Unix()-p.seen.Load() > 600 && now.Sub(p.created) > 10*time.Minute {
+			delete(k.pods, uid)
+		}
+	}
+	k.broadcastLocked()
+	k.mu.Unlock()
+	k.recovered()
+	return pl.Metadata.ResourceVersion, nil
+}
+
+// watch follows changes from version rv until the watch ends, and returns
+// the last version seen.
+func (k *kubeClient) watch(ctx context.Context, rv string) (string, error) {
+	timeout := max(k.cfg.RefreshInterval, time.Second)
+	ctx, cancel := context.WithTimeout(ctx, timeout+30*time.Second)
+	defer cancel()
+	resp, err := k.request(ctx, url.Values{
+		"watch": {"1"}, "resourceVersion": {rv}, "allowWatchBookmarks": {"true"},
+		"timeoutSeconds": {strconv.Itoa(int(timeout.Seconds()))},
+	})
+	if err != nil {
+		return rv, err
+	}
+	defer resp.Body.Close()
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var ev watchEvent
+		if err := dec.Decode(&ev); err != nil {
+			if errors.Is(err, io.EOF) {
+				return rv, nil // the watch ran its time: renew it
+			}
+			return rv, err
+		}
+		switch ev.Type {
+		case "ERROR":
+			if ev.Object.Code == http.StatusGone {
+				return rv, errGone
+			}
+			return rv, fmt.Errorf("watch: %d %s", ev.Object.Code, ev.Object.Reason)
+		case "ADDED", "MODIFIED":
+			k.mu.Lock()
+			k.applyLocked(&ev.Object.podObject, time.Now())
+			k.broadcastLocked()
+			k.mu.Unlock()
+		}
+		if v := ev.Object.Metadata.ResourceVersion; v != "" {
+			rv = v // BOOKMARK and DELETED only move the version on
+		}
+	}
+}
+
+func (k *kubeClient) applyLocked(o *podObject, now time.Time) {
+	if o.Metadata.UID == "" {
+		return
+	}
+	fields := labelFields(o.Metadata.Labels)
+	p := k.infoLocked(o.Metadata.UID)
+	p.labels.Store(&fields)
+	p.known.Store(true)
+	p.seen.Store(now.Unix())
+}
+
+func (k *kubeClient) broadcastLocked() {
+	close(k.changed)
+	k.changed = make(chan struct{})
 }
 
 func (k *kubeClient) close() { k.http.CloseIdleConnections() }

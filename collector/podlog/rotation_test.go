@@ -324,3 +324,51 @@ func TestNotificationsFindNewPodsAndRotations(t *testing.T) {
 		return false
 	})
 }
+
+// TestDockerSymlinkRotation: with Docker's json-file driver the kubelet's
+// 0.log is a link to <engine dir>/<id>-json.log, which the engine rotates
+// to <id>-json.log.1 beside it.
+func TestDockerSymlinkRotation(t *testing.T) {
+	cfg := testConfig(t)
+	h := newHarness(t, cfg)
+	engine := filepath.Join(t.TempDir(), "containers", "abc123")
+	if err := os.MkdirAll(engine, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(engine, "abc123-json.log")
+	dir := containerDir(t, h.root, "ns", "docker", "c")
+	line := func(i int) string {
+		return fmt.Sprintf(`{"log":"dock line %06d\n","stream":"stdout","time":"%s"}`+"\n", i,
+			time.Date(2026, 11, 22, 8, 0, 0, i, time.UTC).Format(time.RFC3339Nano))
+	}
+	f, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(target, filepath.Join(dir, "0.log")); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	write := func(k int) {
+		for i := 0; i < k; i++ {
+			if _, err := f.WriteString(line(n)); err != nil {
+				t.Fatal(err)
+			}
+			n++
+		}
+	}
+	write(200)
+	h.waitLines("dock", 50)
+	if err := os.Rename(target, target+".1"); err != nil {
+		t.Fatal(err)
+	}
+	write(20) // the engine writes on to the renamed file until it reopens
+	f.Close()
+	if f, err = os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	write(200)
+	h.waitLines("dock", 420)
+	checkExactlyOnce(t, h.sink, "dock", 420)
+}

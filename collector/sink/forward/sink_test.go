@@ -291,10 +291,31 @@ func TestTooLargeIsSplit(t *testing.T) {
 	if n := counter(t, reg, "leitstand_forward_splits_total", nil); n < 1 {
 		t.Errorf("splits_total = %v", n)
 	}
-	// max_request_bytes splits before the aggregator has to refuse.
+}
+
+func TestMaxRequestBytesSplitsBeforeTheAggregatorRefuses(t *testing.T) {
+	agg := newAggregator(t, httpin.DefaultConfig())
+	cfg := testConfig(agg.url())
 	cfg.MaxRequestBytes = 64 << 10
-	if err := cfg.Validate(); err != nil {
+	s, reg := newSink(t, cfg)
+	b := collector.NewBatch("test")
+	defer b.Release()
+	for i := 1; i <= 200; i++ {
+		e := b.Next()
+		e.ID = fmt.Sprintf("w.0:%d", i)
+		e.AddString(collector.FieldMessage, strings.Repeat("m", 1000))
+	}
+	if err := s.Consume(context.Background(), b); err != nil {
 		t.Fatal(err)
+	}
+	if got, _ := agg.store.snapshot(); len(got) != 200 {
+		t.Errorf("stored %d events", len(got))
+	}
+	if n := counter(t, reg, "leitstand_forward_requests_total", map[string]string{"code": "200"}); n < 3 {
+		t.Errorf("%v requests for 200KB with max_request_bytes 64KiB", n)
+	}
+	if n := counter(t, reg, "leitstand_forward_splits_total", nil); n != 0 {
+		t.Errorf("the aggregator had to refuse: splits_total = %v", n)
 	}
 }
 
