@@ -313,6 +313,11 @@ type ruleState struct {
 type series struct {
 	labels labels.Labels
 	count  float64
+	// created is the time of the series' first match; appended is set
+	// once a sample of it went to the TSDB (restored series count as
+	// appended).
+	created  time.Time
+	appended bool
 }
 
 type alertState struct {
@@ -391,7 +396,7 @@ func (e *Engine) apply(s *ruleState, ev *collector.Event, now time.Time) {
 			}
 			e.byLabels(b, r, ev)
 			b.Set(model.MetricNameLabel, r.Name)
-			se = &series{labels: b.Labels()}
+			se = &series{labels: b.Labels(), created: now}
 			s.series[key] = se
 		}
 		se.count++
@@ -507,6 +512,9 @@ func (e *Engine) Tick(ctx context.Context, now time.Time) error {
 		resolved []*notifier.Alert // resolved, and firing ones refreshed
 		app      storage.AppenderV2
 		appended int
+		// zeroed are the series that got their zero sample in this
+		// append; they get it again if the append is rolled back.
+		zeroed []*series
 	)
 	if e.opts.Appendable != nil {
 		app = e.opts.Appendable.AppenderV2(ctx)
@@ -518,6 +526,22 @@ func (e *Engine) Tick(ctx context.Context, now time.Time) error {
 		s.mu.Lock()
 		if app != nil {
 			for _, se := range s.series {
+				if !se.appended {
+					// A new series starts from 0 at its first match, as
+					// Prometheus' created-timestamp zero ingestion does:
+					// without it increase() and rate() cannot see the first
+					// burst of a new group (one sample, no increase), so a
+					// threshold on failed logins from a new host would never
+					// fire. Best effort: a refused zero sample (the series
+					// has later samples from an earlier life) is left out.
+					se.appended = true
+					zeroed = append(zeroed, se)
+					if zt := min(se.created.UnixMilli(), ts-1); !se.created.IsZero() {
+						if _, err := app.Append(0, se.labels, 0, zt, 0, nil, nil, storage.AppendV2Options{}); err == nil {
+							appended++
+						}
+					}
+				}
 				if _, err := app.Append(0, se.labels, 0, ts, se.count, nil, nil, storage.AppendV2Options{}); err != nil {
 					errs = append(errs, err)
 					continue
@@ -555,6 +579,9 @@ func (e *Engine) Tick(ctx context.Context, now time.Time) error {
 			errs = append(errs, err)
 			appended = 0
 		}
+		if appended == 0 && len(zeroed) > 0 {
+			e.unzero(set, zeroed)
+		}
 	}
 	e.m.appended.Add(float64(appended))
 	e.send(resolved...)
@@ -563,6 +590,24 @@ func (e *Engine) Tick(ctx context.Context, now time.Time) error {
 		return fmt.Errorf("log rules: append: %w", err)
 	}
 	return nil
+}
+
+// unzero marks series whose zero sample was rolled back as not appended,
+// so the next Tick appends it again.
+func (e *Engine) unzero(set *ruleSet, zeroed []*series) {
+	z := make(map[*series]bool, len(zeroed))
+	for _, se := range zeroed {
+		z[se] = true
+	}
+	for _, s := range set.rules {
+		s.mu.Lock()
+		for _, se := range s.series {
+			if z[se] {
+				se.appended = false
+			}
+		}
+		s.mu.Unlock()
+	}
 }
 
 // Alerts lists the active alerts for /api/v1/alerts; pass it to

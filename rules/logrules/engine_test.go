@@ -2,6 +2,7 @@ package logrules
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -124,11 +125,23 @@ func TestRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := map[string]float64{}
+	zeros := map[string]int{}
 	for _, s := range h.store.samples {
+		if s.v == 0 {
+			// The zero sample of a new series, at its first match.
+			zeros[s.ls.String()]++
+			if s.t != t0.UnixMilli() || got[s.ls.String()] != 0 {
+				t.Errorf("zero sample of %s at %d after %v", s.ls, s.t, got[s.ls.String()])
+			}
+			continue
+		}
 		got[s.ls.String()] = s.v
 		if s.t != t0.Add(time.Minute).UnixMilli() {
 			t.Errorf("timestamp %d", s.t)
 		}
+	}
+	if len(zeros) != 2 || zeros[`{__name__="log:failed_logins:count", host_name="a", team="sec"}`] != 1 {
+		t.Errorf("zero samples: %v, want one per new series", zeros)
 	}
 	want := map[string]float64{
 		`{__name__="log:failed_logins:count", host_name="a", team="sec"}`: 2,
@@ -437,5 +450,91 @@ func TestStateKeepsInvalidUTF8Keys(t *testing.T) {
 	h2.feed(root)
 	if n := len(h2.notes.take()); n != 0 || len(h2.e.Alerts()) != 1 {
 		t.Errorf("restored group not recognised: sent %d, %d alerts", n, len(h2.e.Alerts()))
+	}
+}
+
+// TestRecordNewSeriesStartsAtZero: a new series gets one zero sample at its
+// first match, so increase() sees its first burst; later ticks and series
+// restored from state get none.
+func TestRecordNewSeriesStartsAtZero(t *testing.T) {
+	dir := t.TempDir()
+	h := newHarness(t, dir, recordRules)
+	if err := h.e.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	h.now = t0.Add(10 * time.Second)
+	for range 5 {
+		h.feed(ev("Failed password", "event.dataset", "syslog", "host.name", "a"))
+	}
+	for _, at := range []time.Duration{15 * time.Second, 30 * time.Second} {
+		if err := h.e.Tick(context.Background(), t0.Add(at)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []sample{{v: 0, t: t0.Add(10 * time.Second).UnixMilli()}, {v: 5, t: t0.Add(15 * time.Second).UnixMilli()}, {v: 5, t: t0.Add(30 * time.Second).UnixMilli()}}
+	checkSamples(t, h.store.samples, want)
+	if err := h.e.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
+	h2 := newHarness(t, dir, recordRules)
+	if err := h2.e.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer h2.e.Shutdown(context.Background())
+	h2.now = t0.Add(40 * time.Second)
+	h2.feed(ev("Failed password", "event.dataset", "syslog", "host.name", "a"))
+	if err := h2.e.Tick(context.Background(), t0.Add(45*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	checkSamples(t, h2.store.samples, []sample{{v: 6, t: t0.Add(45 * time.Second).UnixMilli()}})
+}
+
+// TestRecordZeroSampleAgainAfterRollback: when the append of a tick is
+// rolled back, the zero sample is appended by the next tick.
+func TestRecordZeroSampleAgainAfterRollback(t *testing.T) {
+	h := newHarness(t, t.TempDir(), recordRules)
+	failing := &failingStorage{memStorage: h.store, fail: true}
+	h.e.opts.Appendable = failing
+	h.feed(ev("Failed password", "event.dataset", "syslog", "host.name", "a"))
+	if err := h.e.Tick(context.Background(), t0.Add(15*time.Second)); err == nil {
+		t.Fatal("want the append error")
+	}
+	failing.fail = false
+	if err := h.e.Tick(context.Background(), t0.Add(30*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	checkSamples(t, h.store.samples, []sample{{v: 0, t: t0.UnixMilli()}, {v: 1, t: t0.Add(30 * time.Second).UnixMilli()}})
+}
+
+type failingStorage struct {
+	*memStorage
+	fail bool
+}
+
+func (f *failingStorage) AppenderV2(ctx context.Context) storage.AppenderV2 {
+	return &failingAppender{AppenderV2: f.memStorage.AppenderV2(ctx), fail: f.fail}
+}
+
+type failingAppender struct {
+	storage.AppenderV2
+	fail bool
+}
+
+func (a *failingAppender) Append(ref storage.SeriesRef, ls labels.Labels, st, t int64, v float64, h *histogram.Histogram, fh *histogram.FloatHistogram, o storage.AppendV2Options) (storage.SeriesRef, error) {
+	if a.fail && v != 0 {
+		return 0, errors.New("disk full")
+	}
+	return a.AppenderV2.Append(ref, ls, st, t, v, h, fh, o)
+}
+
+func checkSamples(t *testing.T, got, want []sample) {
+	t.Helper()
+	ok := len(got) == len(want)
+	for i := 0; ok && i < len(got); i++ {
+		ok = got[i].t == want[i].t && got[i].v == want[i].v
+	}
+	if !ok {
+		t.Errorf("samples:\n got %v\nwant %v (values and times)", got, want)
 	}
 }

@@ -73,7 +73,8 @@ func (s *ruleState) restore(snap *ruleSnapshot) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, se := range snap.Series {
-		s.series[string(se.Key)] = &series{labels: labels.FromMap(se.Labels), count: se.Count}
+		// Restored series were appended in an earlier run: no zero sample.
+		s.series[string(se.Key)] = &series{labels: labels.FromMap(se.Labels), count: se.Count, appended: true}
 	}
 	for _, a := range snap.Alerts {
 		s.alerts[string(a.Key)] = &alertState{labels: labels.FromMap(a.Labels), annotations: labels.FromMap(a.Annotations),
