@@ -13,23 +13,34 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/leitstand/leitstand/collector"
 )
 
-// Scope.Contains and the silence rules use these alert labels.
-const (
-	scopeNamespace = "namespace"
-	scopeService   = "service"
-	scopeDataset   = "dataset"
-)
+// scopeDims are the scope's dimensions: the alert label each is matched
+// against (alerts, silences) and the event field (event search). One table,
+// so what a role sees of alerts and of events cannot drift apart.
+var scopeDims = [...]struct {
+	label string // alert label, and the event search's query parameter
+	field string // ECS field of the stored events
+}{
+	{"namespace", collector.FieldNamespace},
+	{"service", collector.FieldService},
+	{"dataset", collector.FieldDataset},
+}
 
-func (s Scope) lists() []struct {
-	label  string
-	values []string
-} {
-	return []struct {
-		label  string
-		values []string
-	}{{scopeNamespace, s.Namespaces}, {scopeService, s.Services}, {scopeDataset, s.Datasets}}
+type scopeList struct {
+	label, field string
+	values       []string
+}
+
+func (s Scope) lists() [len(scopeDims)]scopeList {
+	vals := [len(scopeDims)][]string{s.Namespaces, s.Services, s.Datasets}
+	var out [len(scopeDims)]scopeList
+	for i, d := range scopeDims {
+		out[i] = scopeList{d.label, d.field, vals[i]}
+	}
+	return out
 }
 
 func (s Scope) empty() bool {
@@ -54,30 +65,42 @@ func (s Scope) Contains(get func(string) string) bool {
 
 // API is the role-scoped HTTP API. Every request needs
 // `Authorization: Bearer <token>` of a role (401 otherwise); the role's
-// scope filters what it reads and bounds what it silences (403 beyond it).
+// scope filters what it reads and bounds what it silences and searches
+// (403 beyond it).
 //
-//	GET  /alerts    the active alerts in the caller's scope
-//	POST /silences  an Alertmanager v2 silence; the scope's matchers are
-//	                added, so it cannot mute alerts outside the scope
+//	GET  /alerts         the active alerts in the caller's scope, in
+//	                     Prometheus' /api/v1/alerts shape (Grafana reads it)
+//	POST /silences       an Alertmanager v2 silence; the scope's matchers are
+//	                     added, so it cannot mute alerts outside the scope
+//	GET  /events/search  stored events in Elasticsearch, the scope forced
+//	                     into the query (WithEventSearch; see search.go)
 //
 // Paths are relative: mount it with http.StripPrefix (e.g. "/api/v1/roles"
-// or, to replace the unscoped endpoints, "/api/v1" for exactly these two).
+// or, to replace the unscoped endpoints, "/api/v1" for exactly these three).
 type API struct {
 	r      *Router
 	alerts func() []Alert
 	client *http.Client
 	mux    *http.ServeMux
+	search *eventSearch // nil: event search not configured
 }
+
+// APIOption configures NewAPI.
+type APIOption func(*API)
 
 // NewAPI returns the API of r's roles. alerts returns the active alerts
 // with their role labels (nil: r.Alerts, what r last sent).
-func (r *Router) NewAPI(alerts func() []Alert) *API {
+func (r *Router) NewAPI(alerts func() []Alert, opts ...APIOption) *API {
 	if alerts == nil {
 		alerts = r.Alerts
 	}
 	a := &API{r: r, alerts: alerts, client: r.client, mux: http.NewServeMux()}
+	for _, o := range opts {
+		o(a)
+	}
 	a.mux.HandleFunc("GET /alerts", a.getAlerts)
 	a.mux.HandleFunc("POST /silences", a.postSilence)
+	a.mux.HandleFunc("GET /events/search", a.searchEvents)
 	return a
 }
 
@@ -110,15 +133,45 @@ func apiError(w http.ResponseWriter, code int, msg string) {
 	_ = json.NewEncoder(w).Encode(map[string]string{"status": "error", "error": msg})
 }
 
+// promAlert is an alert as Prometheus' GET /api/v1/alerts answers it, so
+// Grafana's Prometheus data source (and anything else written for that API)
+// reads the scoped endpoint unchanged.
+type promAlert struct {
+	Labels      map[string]string `json:"labels"`
+	Annotations map[string]string `json:"annotations"`
+	State       string            `json:"state"`
+	ActiveAt    *time.Time        `json:"activeAt,omitempty"`
+	Value       string            `json:"value"`
+}
+
+func toPromAlert(al *Alert) promAlert {
+	p := promAlert{Labels: al.Labels, Annotations: al.Annotations, State: al.State,
+		Value: strconv.FormatFloat(al.Value, 'e', -1, 64)}
+	if p.Labels == nil {
+		p.Labels = map[string]string{}
+	}
+	if p.Annotations == nil {
+		p.Annotations = map[string]string{}
+	}
+	if p.State == "" {
+		p.State = "firing" // what the Router sent: firing alerts only
+	}
+	if !al.StartsAt.IsZero() {
+		t := al.StartsAt
+		p.ActiveAt = &t
+	}
+	return p
+}
+
 func (a *API) getAlerts(w http.ResponseWriter, req *http.Request) {
 	role := a.auth(w, req)
 	if role == nil {
 		return
 	}
-	out := []Alert{}
+	out := []promAlert{}
 	for _, al := range a.alerts() {
 		if role.Scope.Contains(func(k string) string { return al.Labels[k] }) {
-			out = append(out, al)
+			out = append(out, toPromAlert(&al))
 		}
 	}
 	w.Header().Set("Content-Type", "application/json")

@@ -10,10 +10,11 @@ type metrics struct {
 	unowned     prometheus.Counter
 	queueLength prometheus.GaugeFunc
 	alerts      *prometheus.Desc
+	searches    *prometheus.CounterVec
 }
 
 func newMetrics(r *Router) *metrics {
-	return &metrics{
+	m := &metrics{
 		sent: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "leitstand", Name: "alerts_sent_total",
 			Help: "Role-labelled alerts (firing and resolved, resends included) delivered to at least one Alertmanager."}),
 		notifSent: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "leitstand", Name: "notifications_sent_total",
@@ -28,7 +29,16 @@ func newMetrics(r *Router) *metrics {
 			Help: "Alerts waiting to be sent."}, func() float64 { return float64(r.queueLen()) }),
 		alerts: prometheus.NewDesc("leitstand_alerts", "Alerts last sent per role, state (firing, resolved in the last 15m) and severity.",
 			[]string{"role", "state", "severity"}, nil),
+		searches: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "leitstand", Name: "event_searches_total",
+			Help: "Event searches of the role-scoped API by result: ok, unauthorized, forbidden, bad_request, too_large, " +
+				"unavailable (Elasticsearch unreachable or overloaded), timeout, error (Elasticsearch failed), not_configured, canceled."},
+			[]string{"result"}),
 	}
+	// Present at 0 from the start, so rate() and alerts on them work.
+	for _, res := range []string{"ok", "forbidden", "unavailable", "timeout", "error"} {
+		m.searches.WithLabelValues(res)
+	}
+	return m
 }
 
 // Describe implements prometheus.Collector.
@@ -39,6 +49,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.dropped.Describe(ch)
 	m.unowned.Describe(ch)
 	m.queueLength.Describe(ch)
+	m.searches.Describe(ch)
 	ch <- m.alerts
 }
 
@@ -57,6 +68,7 @@ func (c alertsCollector) Collect(ch chan<- prometheus.Metric) {
 	m.dropped.Collect(ch)
 	m.unowned.Collect(ch)
 	m.queueLength.Collect(ch)
+	m.searches.Collect(ch)
 	for k, n := range c.r.alertCounts() {
 		ch <- prometheus.MustNewConstMetric(m.alerts, prometheus.GaugeValue, float64(n), k.role, k.state, k.severity)
 	}

@@ -47,6 +47,9 @@ type Alert struct {
 	// State is pending or firing in the API's answers (from FromRules);
 	// never sent to Alertmanager.
 	State string `json:"state,omitempty"`
+	// Value is the rule's value when the alert became active (from
+	// FromRules), for the API's Prometheus-shaped answers; never sent.
+	Value float64 `json:"-"`
 
 	hash uint64 // of the labels, role included: the key of Router.active
 }
@@ -413,6 +416,7 @@ func (r *Router) FromRules(sources ...rules.AlertSource) func() []Alert {
 				copies, _ := r.Label(&notifier.Alert{Labels: a.Labels, Annotations: a.Annotations, StartsAt: a.ActiveAt})
 				for i := range copies {
 					copies[i].State = a.State.String()
+					copies[i].Value = a.Value
 				}
 				out = append(out, copies...)
 			}
