@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"time"
 
@@ -14,9 +15,11 @@ import (
 	"github.com/leitstand/leitstand/collector/httpin"
 	"github.com/leitstand/leitstand/collector/httpserver"
 	"github.com/leitstand/leitstand/collector/pipeline"
+	"github.com/leitstand/leitstand/collector/podlog"
 	"github.com/leitstand/leitstand/collector/sentry"
 	"github.com/leitstand/leitstand/collector/sink/elasticsearch"
 	"github.com/leitstand/leitstand/collector/sink/file"
+	"github.com/leitstand/leitstand/collector/sink/forward"
 	"github.com/leitstand/leitstand/collector/spool"
 	"github.com/leitstand/leitstand/collector/syslog"
 	"github.com/leitstand/leitstand/internal/config"
@@ -27,6 +30,12 @@ import (
 // Config is leitstand's whole configuration: one YAML file whose sections
 // are the components' own configs.
 type Config struct {
+	// Role is what this process is: "aggregator" (the default: receivers,
+	// rules, alerting, Elasticsearch) or "agent" (the node agent of the
+	// DaemonSet: pod logs in, anonymized, forwarded to the aggregators; no
+	// rules, no TSDB, nothing kept on the node). The role chooses the
+	// defaults the rest of the file is read over.
+	Role string `yaml:"role"`
 	// Log configures the daemon's own log.
 	Log LogConfig `yaml:"log"`
 	// ShutdownTimeout bounds draining on SIGTERM: receivers stop, queues
@@ -42,6 +51,9 @@ type Config struct {
 	Syslog syslog.Config `yaml:"syslog"`
 	// Sentry takes Sentry SDK envelopes at /api/<project>/envelope/.
 	Sentry sentry.Config `yaml:"sentry"`
+	// Podlog tails the kubelet's pod log files (/var/log/pods). On by
+	// default for the agent; an aggregator may run it too (a single node).
+	Podlog podlog.Config `yaml:"podlog"`
 	// Anonymize is the stage every event passes before any sink.
 	Anonymize anonymize.Config `yaml:"anonymize"`
 	// Rules evaluates Prometheus rule files over the embedded TSDB or a
@@ -72,7 +84,18 @@ type SinksConfig struct {
 	File file.Config `yaml:"file"`
 	// Elasticsearch indexes events, behind the spool.
 	Elasticsearch elasticsearch.Config `yaml:"elasticsearch"`
+	// Forward sends events to the aggregators' intake: the agent's sink,
+	// used with role: agent only.
+	Forward forward.Config `yaml:"forward"`
 }
+
+// Roles of a leitstand process.
+const (
+	RoleAggregator = "aggregator"
+	RoleAgent      = "agent"
+)
+
+func (c *Config) agent() bool { return c.Role == RoleAgent }
 
 // allLoopback reports whether every network listener stays on loopback
 // (unix sockets are local too); only then may the embedded default's
@@ -98,6 +121,7 @@ func (c *Config) spooled() bool { return c.Sinks.Elasticsearch.Enabled }
 // files under dataDir.
 func DefaultConfig(dataDir string) Config {
 	c := Config{
+		Role:            RoleAggregator,
 		Log:             LogConfig{Level: "info"},
 		ShutdownTimeout: 30 * time.Second,
 		HTTP:            httpserver.DefaultConfig(),
@@ -105,18 +129,37 @@ func DefaultConfig(dataDir string) Config {
 		Ingest:          httpin.DefaultConfig(),
 		Syslog:          syslog.DefaultConfig(),
 		Sentry:          sentry.DefaultConfig(),
+		Podlog:          podlog.DefaultConfig(),
 		Anonymize:       anonymize.DefaultConfig(),
 		Rules:           rules.DefaultConfig(dataDir),
 		LogRules:        logrules.DefaultConfig(dataDir),
 		Alerting:        alerting.DefaultConfig(),
 		Spool:           spool.DefaultConfig(),
-		Sinks:           SinksConfig{File: file.DefaultConfig(), Elasticsearch: elasticsearch.DefaultConfig()},
+		Sinks:           SinksConfig{File: file.DefaultConfig(), Elasticsearch: elasticsearch.DefaultConfig(), Forward: forward.DefaultConfig()},
 	}
 	c.Sinks.File.Dir = filepath.Join(dataDir, "events")
 	c.Spool.Dir = filepath.Join(dataDir, "spool")
+	c.Podlog.StateDir = filepath.Join(dataDir, "podlog")
 	return c
 }
 
+// AgentDefaultConfig is what role: agent starts from: pod logs in, the
+// forward sink out, every listener but probes and metrics off.
+func AgentDefaultConfig(dataDir string) Config {
+	c := DefaultConfig(dataDir)
+	c.Role = RoleAgent
+	c.Podlog.Enabled = true
+	c.Ingest.Enabled = false
+	c.Syslog.Enabled = false
+	c.Sentry.Enabled = false
+	c.Sinks.File.Enabled = false
+	// Each batch waits for the aggregator's acknowledgement, so a worker
+	// per batch in flight keeps the receiver's window open; a small queue
+	// keeps the node's memory small (the files are the buffer).
+	c.Pipeline.Workers = max(c.Pipeline.Workers, c.Podlog.MaxInflightBatches)
+	c.Pipeline.QueueSize = 4096
+	return c
+}
 // LoadConfig reads the file at path over the defaults (no path: the embedded
 // default) and validates the result. Every problem is returned at once, each
 // with file, line and key path.
@@ -126,6 +169,14 @@ func LoadConfig(path, dataDir string) (Config, error) {
 		return cfg, errors.Join(cfg.Validate(), checkRuleFiles(cfg.Rules.RuleFiles))
 	}
 	src, err := config.LoadFile(path, &cfg)
+	if err == nil || isFieldErrors(err) {
+		if cfg.agent() {
+			// The role picks the defaults: read the file again over the
+			// agent's.
+			cfg = AgentDefaultConfig(dataDir)
+			src, err = config.LoadFile(path, &cfg)
+		}
+	}
 	if err != nil && !isFieldErrors(err) {
 		return cfg, fmt.Errorf("reading config: %w", err)
 	}
@@ -192,6 +243,7 @@ func (c *Config) Validate() error {
 	errs.Nest("ingest", c.Ingest.Validate())
 	errs.Nest("syslog", c.Syslog.Validate())
 	errs.Nest("sentry", c.Sentry.Validate())
+	errs.Nest("podlog", c.Podlog.Validate())
 	errs.Nest("anonymize", c.Anonymize.Validate())
 	errs.Nest("rules", c.Rules.Validate())
 	errs.Nest("log_rules", c.LogRules.Validate())
@@ -201,8 +253,18 @@ func (c *Config) Validate() error {
 	if c.spooled() {
 		errs.Nest("spool", c.Spool.Validate())
 	}
-	if !c.Sinks.File.Enabled && !c.Sinks.Elasticsearch.Enabled {
-		errs.Addf("sinks", "no sink is enabled; events would have nowhere to go")
+	switch c.Role {
+	case RoleAgent:
+		c.validateAgent(&errs)
+	case RoleAggregator:
+		if !reflect.DeepEqual(c.Sinks.Forward, forward.DefaultConfig()) {
+			errs.Addf("sinks.forward", "is the node agent's sink; set role: agent to use it")
+		}
+		if !c.Sinks.File.Enabled && !c.Sinks.Elasticsearch.Enabled {
+			errs.Addf("sinks", "no sink is enabled; events would have nowhere to go")
+		}
+	default:
+		errs.Addf("role", "must be %q or %q, got %q", RoleAggregator, RoleAgent, c.Role)
 	}
 	// A listener that leaves loopback must not take events from anyone.
 	if _, _, err := net.SplitHostPort(c.HTTP.Listen); err == nil && c.Ingest.Enabled &&
@@ -210,6 +272,28 @@ func (c *Config) Validate() error {
 		errs.Addf("http.listen", "%q is not a loopback address, so ingest.auth must list tokens, or http.tls.client_ca_file require client certificates (or set ingest.enabled: false)", c.HTTP.Listen)
 	}
 	return errs.Err()
+}
+
+// validateAgent checks what the agent role rules out: events leave the
+// node only through the aggregators, and rules run there, not on every node.
+func (c *Config) validateAgent(errs *config.Errors) {
+	errs.Nest("sinks.forward", c.Sinks.Forward.Validate())
+	if c.Sinks.Elasticsearch.Enabled {
+		errs.Addf("sinks.elasticsearch.enabled", "an agent forwards to the aggregators, which write to Elasticsearch; remove it or set role: aggregator")
+	}
+	if len(c.Rules.RuleFiles) > 0 {
+		errs.Addf("rules.rule_files", "an agent evaluates no rules; rule files belong in the aggregators' config")
+	}
+	if alertingConfigured(c.Alerting) {
+		errs.Addf("alerting", "an agent sends no alerts; the role registry belongs in the aggregators' config")
+	}
+	if c.Podlog.Enabled && c.Pipeline.Workers < c.Podlog.MaxInflightBatches {
+		errs.Addf("pipeline.workers", "must be at least podlog.max_inflight_batches (%d): every batch in flight holds a worker while it waits for the aggregator, got %d",
+			c.Podlog.MaxInflightBatches, c.Pipeline.Workers)
+	}
+	if !c.Podlog.Enabled && !c.Ingest.Enabled && !c.Syslog.Enabled && !c.Sentry.Enabled {
+		errs.Addf("podlog.enabled", "an agent with no receiver forwards nothing")
+	}
 }
 
 func parseLevel(s string) (slog.Level, error) {
@@ -223,7 +307,10 @@ func parseLevel(s string) (slog.Level, error) {
 // Summary is the one line `leitstand check` prints for a good config.
 func (c *Config) Summary() string {
 	var parts []string
-	parts = append(parts, "http on "+c.HTTP.Listen)
+	parts = append(parts, c.Role+", http on "+c.HTTP.Listen)
+	if c.Podlog.Enabled {
+		parts = append(parts, "pod logs from "+strings.Join(c.Podlog.Roots, ", "))
+	}
 	if c.Ingest.Enabled {
 		auth := "no auth (loopback)"
 		if c.Ingest.HasAuth() {
@@ -243,6 +330,9 @@ func (c *Config) Summary() string {
 	var sinks []string
 	if c.Sinks.File.Enabled {
 		sinks = append(sinks, "file ("+c.Sinks.File.Dir+")")
+	}
+	if c.agent() {
+		sinks = append(sinks, "forward ("+strings.Join(c.Sinks.Forward.URLs, ", ")+")")
 	}
 	if c.Sinks.Elasticsearch.Enabled {
 		sinks = append(sinks, "elasticsearch ("+strings.Join(c.Sinks.Elasticsearch.URLs, ", ")+") behind the spool ("+c.Spool.Dir+")")

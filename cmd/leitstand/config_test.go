@@ -83,6 +83,20 @@ var expectedErrors = map[string][]string{
 		// Rule files report their own file, line and column.
 		`!testdata/broken.rules.yml:5:15: group "node", rule 1, "HighLoad": could not parse expression`,
 	},
+	"agent.yaml": {
+		`:12: sinks.forward.urls[0]: must start with http:// or https://, got "ftp://aggregator/v1/ingest"`,
+		`:10: sinks.elasticsearch.enabled: an agent forwards to the aggregators`,
+		`:5: rules.rule_files: an agent evaluates no rules`,
+		`:6: alerting: an agent sends no alerts`,
+		`:3: pipeline.workers: must be at least podlog.max_inflight_batches (4)`,
+		`!testdata/broken.rules.yml:5:15: group "node", rule 1, "HighLoad": could not parse expression`,
+	},
+	"role.yaml": {
+		`:1: role: must be "aggregator" or "agent", got "agnet"`,
+	},
+	"forward_on_aggregator.yaml": {
+		`:2: sinks.forward: is the node agent's sink; set role: agent to use it`,
+	},
 	"duplicate_key.yaml": {
 		`:3: log: key "log" appears twice (first on line 1)`,
 	},
@@ -208,5 +222,35 @@ func TestDashboardsCommandWritesTheCommittedJSON(t *testing.T) {
 		if err != nil || !bytes.Equal(got, want) {
 			t.Errorf("%s differs from the committed copy (%v)", filepath.Base(f), err)
 		}
+	}
+}
+
+// TestAgentRoleDefaults checks role: agent reads the file over the agent's
+// defaults, and that keys the file sets still win.
+func TestAgentRoleDefaults(t *testing.T) {
+	cfg, err := LoadConfig("testdata/good/agent.yaml", "/data")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.agent() || !cfg.Podlog.Enabled || cfg.Sinks.File.Enabled || cfg.Ingest.Enabled || cfg.Syslog.Enabled || cfg.Sentry.Enabled {
+		t.Errorf("agent defaults not applied: role %q, podlog %v, file %v, ingest %v, syslog %v, sentry %v",
+			cfg.Role, cfg.Podlog.Enabled, cfg.Sinks.File.Enabled, cfg.Ingest.Enabled, cfg.Syslog.Enabled, cfg.Sentry.Enabled)
+	}
+	if cfg.Pipeline.QueueSize != 4096 || cfg.Pipeline.Workers < cfg.Podlog.MaxInflightBatches {
+		t.Errorf("agent pipeline %+v, want queue 4096 and workers >= %d", cfg.Pipeline, cfg.Podlog.MaxInflightBatches)
+	}
+	if cfg.Podlog.StateDir != "/data/podlog" || len(cfg.Podlog.Exclude) != 1 || len(cfg.Podlog.Multiline) != 1 {
+		t.Errorf("file keys lost: state_dir %q, exclude %v, multiline %v", cfg.Podlog.StateDir, cfg.Podlog.Exclude, cfg.Podlog.Multiline)
+	}
+	if len(cfg.Sinks.Forward.URLs) != 2 {
+		t.Errorf("forward urls %v", cfg.Sinks.Forward.URLs)
+	}
+	// The same keys with role: aggregator keep the aggregator's defaults.
+	agg, err := LoadConfig("testdata/good/minimal.yaml", "/data")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if agg.Role != RoleAggregator || agg.Podlog.Enabled || !agg.Sinks.File.Enabled || agg.Pipeline.QueueSize == 4096 {
+		t.Errorf("aggregator defaults changed: %+v", agg.Pipeline)
 	}
 }

@@ -20,9 +20,11 @@ import (
 	"github.com/leitstand/leitstand/collector/httpin"
 	"github.com/leitstand/leitstand/collector/httpserver"
 	"github.com/leitstand/leitstand/collector/pipeline"
+	"github.com/leitstand/leitstand/collector/podlog"
 	"github.com/leitstand/leitstand/collector/sentry"
 	"github.com/leitstand/leitstand/collector/sink/elasticsearch"
 	"github.com/leitstand/leitstand/collector/sink/file"
+	"github.com/leitstand/leitstand/collector/sink/forward"
 	"github.com/leitstand/leitstand/collector/spool"
 	"github.com/leitstand/leitstand/collector/syslog"
 	"github.com/leitstand/leitstand/collector/telemetry"
@@ -71,6 +73,10 @@ wait:
 		case <-hup:
 			// Rule files are reloaded without losing alert state; a broken
 			// file keeps the rules that run.
+			if d.rules == nil {
+				log.Info("SIGHUP ignored: the agent has no rules to reload")
+				continue
+			}
 			if err := errors.Join(d.rules.Reload(), d.logRules.Reload()); err != nil {
 				log.Error("reload on SIGHUP failed; the previous rules stay active", "err", err)
 			} else {
@@ -153,12 +159,22 @@ func build(cfg Config, dataDir string, log *slog.Logger) (*daemon, error) {
 		d.downstream = append(d.downstream, es)
 		d.sinks = append(d.sinks, spool.New(cfg.Spool, d.downstream, reg, log.With("component", "spool")))
 	}
+	if cfg.agent() {
+		// The agent keeps no spool: its sources acknowledge only what the
+		// aggregator acknowledged (the pod log files are the buffer).
+		fwd, err := forward.New(cfg.Sinks.Forward, m, reg, log.With("component", "forward"))
+		if err != nil {
+			return nil, err
+		}
+		d.sinks = append(d.sinks, fwd)
+	}
 	// Every event passes the anonymizer before any sink sees it.
 	anon, err := anonymize.New(cfg.Anonymize, dataDir, reg)
 	if err != nil {
 		return nil, err
 	}
-	var forward sentry.Option
+	stages := []collector.Stage{anon}
+	var forwardSentry sentry.Option
 	if cfg.Sentry.Enabled && cfg.Sentry.Forward.Enabled {
 		// Forwarding to an upstream Sentry is a sink, so it only ever sees
 		// events after the anonymizer.
@@ -167,39 +183,53 @@ func build(cfg Config, dataDir string, log *slog.Logger) (*daemon, error) {
 			return nil, err
 		}
 		d.sinks = append(d.sinks, fwd)
-		forward = sentry.WithForwarder(fwd)
+		forwardSentry = sentry.WithForwarder(fwd)
 	}
-	engine, err := rules.New(cfg.Rules, rules.Options{Logger: log.With("component", "rules"), Registerer: reg, Gatherer: reg})
-	if err != nil {
-		return nil, err
-	}
-	d.rules = engine
-	if alertingConfigured(cfg.Alerting) {
-		router, err := alerting.New(cfg.Alerting, alerting.Options{Logger: log.With("component", "alerting"), Registerer: reg})
+	// The agent evaluates no rules and keeps no TSDB: that is the
+	// aggregators' work, once for the whole cluster.
+	var engine *rules.Engine
+	var logRules *logrules.Engine
+	if !cfg.agent() {
+		engine, err = rules.New(cfg.Rules, rules.Options{Logger: log.With("component", "rules"), Registerer: reg, Gatherer: reg})
 		if err != nil {
 			return nil, err
 		}
-		d.router = router
-		engine.SetNotifier(router)
+		d.rules = engine
+		if alertingConfigured(cfg.Alerting) {
+			router, err := alerting.New(cfg.Alerting, alerting.Options{Logger: log.With("component", "alerting"), Registerer: reg})
+			if err != nil {
+				return nil, err
+			}
+			d.router = router
+			engine.SetNotifier(router)
+		}
+		// Log rules see events after the anonymizer, so their templates can
+		// only quote anonymized fields.
+		var notify rules.Notifier
+		if d.router != nil {
+			notify = d.router
+		}
+		logRules, err = logrules.New(cfg.LogRules, logrules.Options{Logger: log.With("component", "log_rules"), Registerer: reg,
+			Appendable: engine.Appendable(), Notifier: notify})
+		if err != nil {
+			return nil, err
+		}
+		if err := logRules.LoadFiles(cfg.Rules.RuleFiles); err != nil {
+			return nil, err
+		}
+		d.logRules = logRules
+		engine.AddAlertSource(logRules.Alerts)
+		stages = append(stages, logRules)
 	}
-	// Log rules see events after the anonymizer, so their templates can
-	// only quote anonymized fields.
-	var notify rules.Notifier
-	if d.router != nil {
-		notify = d.router
-	}
-	logRules, err := logrules.New(cfg.LogRules, logrules.Options{Logger: log.With("component", "log_rules"), Registerer: reg,
-		Appendable: engine.Appendable(), Notifier: notify})
-	if err != nil {
-		return nil, err
-	}
-	if err := logRules.LoadFiles(cfg.Rules.RuleFiles); err != nil {
-		return nil, err
-	}
-	d.logRules = logRules
-	engine.AddAlertSource(logRules.Alerts)
-	d.pipe = pipeline.New(cfg.Pipeline, []collector.Stage{anon, logRules}, d.sinks, m, log.With("component", "pipeline"))
+	d.pipe = pipeline.New(cfg.Pipeline, stages, d.sinks, m, log.With("component", "pipeline"))
 
+	if cfg.Podlog.Enabled {
+		pl, err := podlog.New(cfg.Podlog, d.pipe, m, reg, log.With("component", "podlog"))
+		if err != nil {
+			return nil, err
+		}
+		d.receivers = append(d.receivers, namedComponent{"podlog", pl})
+	}
 	if cfg.Syslog.Enabled {
 		sl, err := syslog.New(cfg.Syslog, d.pipe, m, reg, log.With("component", "syslog"))
 		if err != nil {
@@ -218,13 +248,15 @@ func build(cfg Config, dataDir string, log *slog.Logger) (*daemon, error) {
 	// /api/v1/ is the Prometheus query API and remote_write; it is more
 	// specific than the Sentry routes below, so a Sentry project cannot be
 	// called "v1".
-	mux.Handle(rules.APIPrefix, instrument(reg, "prometheus_api", engine.Handler()))
+	if engine != nil {
+		mux.Handle(rules.APIPrefix, instrument(reg, "prometheus_api", engine.Handler()))
+	}
 	if cfg.Sentry.Enabled {
 		scfg := cfg.Sentry
 		scfg.Loopback = cfg.allLoopback()
 		var opts []sentry.Option
-		if forward != nil {
-			opts = append(opts, forward)
+		if forwardSentry != nil {
+			opts = append(opts, forwardSentry)
 		}
 		rcv, err := sentry.New(scfg, d.pipe, m, reg, log.With("component", "sentry"), opts...)
 		if err != nil {
@@ -277,7 +309,10 @@ func (d *daemon) start() error {
 	if d.router != nil {
 		order = append(order, namedComponent{"alerting", d.router})
 	}
-	order = append(order, namedComponent{"rules", d.rules}, namedComponent{"log rules", d.logRules}, namedComponent{"pipeline", d.pipe})
+	if d.rules != nil {
+		order = append(order, namedComponent{"rules", d.rules}, namedComponent{"log rules", d.logRules})
+	}
+	order = append(order, namedComponent{"pipeline", d.pipe})
 	order = append(order, d.receivers...)
 	order = append(order, namedComponent{"http", d.http})
 	for _, nc := range order {

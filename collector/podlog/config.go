@@ -243,8 +243,8 @@ func (c *Config) Validate() error {
 			errs.Addf(fmt.Sprintf("exclude[%d]", i), "%q: %v", g, err)
 		}
 	}
-	if c.StateDir == "" || !filepath.IsAbs(c.StateDir) {
-		errs.Addf("state_dir", "must be an absolute path, got %q", c.StateDir)
+	if c.StateDir == "" {
+		errs.Addf("state_dir", "must name a directory")
 	}
 	if c.StartAt != StartBeginning && c.StartAt != StartEnd {
 		errs.Addf("start_at", "must be %q or %q, got %q", StartBeginning, StartEnd, c.StartAt)

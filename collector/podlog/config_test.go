@@ -46,7 +46,7 @@ func TestGoodConfig(t *testing.T) {
 
 func TestBadConfigs(t *testing.T) {
 	cases := map[string][]string{
-		"bad_paths.yaml":       {"bad_paths.yaml:2: roots[0]: must be an absolute path", "state_dir: must be an absolute path", "file_glob: syntax error"},
+		"bad_paths.yaml":       {"bad_paths.yaml:2: roots[0]: must be an absolute path", "file_glob: syntax error"},
 		"bad_globs.yaml":       {"include[0]", "has more than three parts", "exclude[0]", "must not be empty", "exclude[1]"},
 		"bad_sizes.yaml":       {"max_line_bytes", "read_buffer_bytes", "max_batch_events", "max_batch_bytes", "max_inflight_batches"},
 		"bad_durations.yaml":   {"rescan_interval", "poll_interval", "rotate_wait", "retry_max_backoff", "forget_after", "start_at"},
