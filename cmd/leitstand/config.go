@@ -160,6 +160,7 @@ func AgentDefaultConfig(dataDir string) Config {
 	c.Pipeline.QueueSize = 4096
 	return c
 }
+
 // LoadConfig reads the file at path over the defaults (no path: the embedded
 // default) and validates the result. Every problem is returned at once, each
 // with file, line and key path.
