@@ -28,6 +28,13 @@ type Config struct {
 	ResolveAfter rules.Duration `yaml:"resolve_after"`
 	// Lookback is the default window of new_value rules. Default: 30d.
 	Lookback rules.Duration `yaml:"lookback"`
+	// IdleTimeout drops a record series that has not matched for this long
+	// (a staleness marker ends it in the TSDB; a later match starts it
+	// again from 0), so that a rule's series cap is not held by groups
+	// that went away. The state of rules no longer in the rule files is
+	// dropped from the state file after it too. Counted in
+	// leitstand_log_rules_expired_total. Default: 1h.
+	IdleTimeout rules.Duration `yaml:"idle_timeout"`
 	// MaxSeriesPerRule caps the label sets of a record rule and the alert
 	// groups of an alert rule; matches beyond it are counted in
 	// leitstand_log_rules_dropped_total. Default: 1000.
@@ -48,6 +55,7 @@ func DefaultConfig(dataDir string) Config {
 		Throttle:         rules.Duration(10 * time.Minute),
 		ResolveAfter:     rules.Duration(15 * time.Minute),
 		Lookback:         rules.Duration(30 * 24 * time.Hour),
+		IdleTimeout:      rules.Duration(time.Hour),
 		MaxSeriesPerRule: 1000,
 		MaxValuesPerRule: 100000,
 		SelfReceivers:    []string{"leitstand"},
@@ -65,11 +73,14 @@ func (c *Config) Validate() error {
 		v   rules.Duration
 	}{
 		{"interval", c.Interval}, {"state_interval", c.StateInterval}, {"throttle", c.Throttle},
-		{"resolve_after", c.ResolveAfter}, {"lookback", c.Lookback},
+		{"resolve_after", c.ResolveAfter}, {"lookback", c.Lookback}, {"idle_timeout", c.IdleTimeout},
 	} {
 		if d.v <= 0 {
 			errs.Addf(d.key, "must be a positive duration, got %s", d.v)
 		}
+	}
+	if c.IdleTimeout > 0 && c.IdleTimeout < c.Interval {
+		errs.Addf("idle_timeout", "must be at least interval (%s), got %s: a series would go before its first append", c.Interval, c.IdleTimeout)
 	}
 	if c.MaxSeriesPerRule <= 0 {
 		errs.Addf("max_series_per_rule", "must be positive, got %d", c.MaxSeriesPerRule)

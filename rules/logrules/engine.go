@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sort"
 	"strings"
 	"sync"
@@ -15,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/notifier"
 	promrules "github.com/prometheus/prometheus/rules"
 	"github.com/prometheus/prometheus/storage"
@@ -132,15 +134,27 @@ func (e *Engine) install(rs []*Rule) {
 	for _, s := range old.rules {
 		byID[s.rule.ID()] = s
 	}
+	now := e.now()
 	for _, s := range next.rules {
 		if prev := byID[s.rule.ID()]; prev != nil {
 			prev.mu.Lock()
 			s.series, s.alerts, s.seen = prev.series, prev.alerts, prev.seen
 			prev.mu.Unlock()
+			delete(byID, s.rule.ID())
 		} else if snap := e.restored[s.rule.ID()]; snap != nil {
-			s.restore(snap)
+			s.restore(snap, now)
 			delete(e.restored, s.rule.ID())
 		}
+	}
+	// Rules that left the set keep their state for idle_timeout, should
+	// they come back (a file put back, an edit undone).
+	for id, s := range byID {
+		if e.restored == nil {
+			e.restored = map[string]*ruleSnapshot{}
+		}
+		snap := s.snapshot()
+		snap.Unloaded = now
+		e.restored[id] = snap
 	}
 	e.set.Store(next)
 	e.m.rules.Set(float64(len(rs)))
@@ -313,11 +327,11 @@ type ruleState struct {
 type series struct {
 	labels labels.Labels
 	count  float64
-	// created is the time of the series' first match; appended is set
-	// once a sample of it went to the TSDB (restored series count as
-	// appended).
-	created  time.Time
-	appended bool
+	// created is the time of the series' first match, last that of its
+	// latest (idle_timeout counts from it); appended is set once a sample
+	// of it went to the TSDB (restored series count as appended).
+	created, last time.Time
+	appended      bool
 }
 
 type alertState struct {
@@ -400,6 +414,7 @@ func (e *Engine) apply(s *ruleState, ev *collector.Event, now time.Time) {
 			s.series[key] = se
 		}
 		se.count++
+		se.last = now
 		s.mu.Unlock()
 	case KindAlert:
 		key := groupKey(r.By, ev)
@@ -512,6 +527,7 @@ func (e *Engine) Tick(ctx context.Context, now time.Time) error {
 		resolved []*notifier.Alert // resolved, and firing ones refreshed
 		app      storage.AppenderV2
 		appended int
+		expired  int
 		// zeroed are the series that got their zero sample in this
 		// append; they get it again if the append is rolled back.
 		zeroed []*series
@@ -520,10 +536,29 @@ func (e *Engine) Tick(ctx context.Context, now time.Time) error {
 		app = e.opts.Appendable.AppenderV2(ctx)
 	}
 	ts := now.UnixMilli()
+	idle := time.Duration(e.cfg.IdleTimeout)
+	staleNaN := math.Float64frombits(value.StaleNaN)
 	var errs []error
 	for _, s := range set.rules {
 		r := s.rule
 		s.mu.Lock()
+		for k, se := range s.series {
+			if now.Sub(se.last) < idle {
+				continue
+			}
+			// Idle: the group went away. Dropping it frees its place under
+			// the cap; a staleness marker ends it in the TSDB at once, as
+			// for a vanished scrape target (best effort: without it the
+			// series just ages out of PromQL's look-back). A later match
+			// starts it again from 0, which increase() takes as a reset.
+			delete(s.series, k)
+			expired++
+			if app != nil && se.appended {
+				if _, err := app.Append(0, se.labels, 0, ts, staleNaN, nil, nil, storage.AppendV2Options{}); err == nil {
+					appended++
+				}
+			}
+		}
 		if app != nil {
 			for _, se := range s.series {
 				if !se.appended {
@@ -584,6 +619,9 @@ func (e *Engine) Tick(ctx context.Context, now time.Time) error {
 		}
 	}
 	e.m.appended.Add(float64(appended))
+	if expired > 0 {
+		e.m.expired.WithLabelValues("series").Add(float64(expired))
+	}
 	e.send(resolved...)
 	if err := errors.Join(errs...); err != nil {
 		e.m.appendErrors.Inc()
@@ -711,6 +749,7 @@ type metrics struct {
 	skippedSelf   prometheus.Counter
 	matches       prometheus.Counter
 	dropped       *prometheus.CounterVec
+	expired       *prometheus.CounterVec
 	notifications prometheus.Counter
 	appended      prometheus.Counter
 	appendErrors  prometheus.Counter
@@ -723,12 +762,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		skippedSelf:   prometheus.NewCounter(prometheus.CounterOpts{Name: "leitstand_log_rules_self_events_skipped_total", Help: "Events leitstand wrote about itself, never offered to log rules."}),
 		matches:       prometheus.NewCounter(prometheus.CounterOpts{Name: "leitstand_log_rules_matches_total", Help: "Rule matches of events."}),
 		dropped:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "leitstand_log_rules_dropped_total", Help: "Matches not kept because a rule reached its series, alert group or seen-set cap."}, []string{"kind"}),
+		expired:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "leitstand_log_rules_expired_total", Help: "Record series dropped after idle_timeout without a match (what=series), and state of rules no longer loaded dropped after idle_timeout (what=rule_state)."}, []string{"what"}),
 		notifications: prometheus.NewCounter(prometheus.CounterOpts{Name: "leitstand_log_rules_notifications_total", Help: "Alert notifications (firing and resolved) sent by log rules."}),
 		appended:      prometheus.NewCounter(prometheus.CounterOpts{Name: "leitstand_log_rules_samples_appended_total", Help: "Samples of record rules appended to the TSDB."}),
 		appendErrors:  prometheus.NewCounter(prometheus.CounterOpts{Name: "leitstand_log_rules_append_errors_total", Help: "Failed appends of record rule samples."}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.rules, m.events, m.skippedSelf, m.matches, m.dropped, m.notifications, m.appended, m.appendErrors} {
+		for _, c := range []prometheus.Collector{m.rules, m.events, m.skippedSelf, m.matches, m.dropped, m.expired, m.notifications, m.appended, m.appendErrors} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("log rules: metrics: %w", err)
 			}

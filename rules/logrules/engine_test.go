@@ -8,8 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/notifier"
 	"github.com/prometheus/prometheus/storage"
 
@@ -536,5 +538,129 @@ func checkSamples(t *testing.T, got, want []sample) {
 	}
 	if !ok {
 		t.Errorf("samples:\n got %v\nwant %v (values and times)", got, want)
+	}
+}
+
+// TestRecordSeriesExpireWhenIdle: a series without a match for
+// idle_timeout is dropped with a staleness marker and frees its place
+// under the cap; a group that comes back starts again from 0.
+func TestRecordSeriesExpireWhenIdle(t *testing.T) {
+	h := newHarness(t, t.TempDir(), recordRules) // cap 3, idle_timeout 1h
+	feed := func(at time.Duration, hosts ...string) {
+		h.now = t0.Add(at)
+		for _, host := range hosts {
+			h.feed(ev("Failed password", "event.dataset", "syslog", "host.name", host))
+		}
+	}
+	tick := func(at time.Duration) {
+		t.Helper()
+		if err := h.e.Tick(context.Background(), t0.Add(at)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	feed(0, "a", "b", "c", "d") // d: over the cap
+	tick(30 * time.Minute)
+	feed(40*time.Minute, "a")
+	tick(time.Hour) // b and c idle for 1h; a for 20m
+	if got := testutil.ToFloat64(h.e.m.expired.WithLabelValues("series")); got != 2 {
+		t.Errorf("expired series: %v, want 2", got)
+	}
+	feed(time.Hour, "d") // room again under the cap
+	if got := testutil.ToFloat64(h.e.m.dropped.WithLabelValues("record")); got != 1 {
+		t.Errorf("dropped: %v, want 1 (only d's first match, while the cap was full)", got)
+	}
+	tick(time.Hour + 15*time.Second)
+
+	byHost := map[string][]sample{}
+	for _, s := range h.store.samples {
+		byHost[s.ls.Get("host_name")] = append(byHost[s.ls.Get("host_name")], s)
+	}
+	at := func(d time.Duration) int64 { return t0.Add(d).UnixMilli() }
+	checkSamples(t, byHost["a"], []sample{{t: at(0), v: 0}, {t: at(30 * time.Minute), v: 1}, {t: at(time.Hour), v: 2}, {t: at(time.Hour + 15*time.Second), v: 2}})
+	checkSamples(t, byHost["d"], []sample{{t: at(time.Hour), v: 0}, {t: at(time.Hour + 15*time.Second), v: 1}})
+	for _, host := range []string{"b", "c"} {
+		s := byHost[host]
+		if len(s) != 3 || s[1].v != 1 || s[2].t != at(time.Hour) || !value.IsStaleNaN(s[2].v) {
+			t.Errorf("host %s: %v, want 0, 1 and a staleness marker at the 1h tick", host, s)
+		}
+	}
+	if got := h.e.Series(); len(got) != 2 {
+		t.Errorf("series left: %v, want a and d", got)
+	}
+}
+
+// TestIdleSeriesSurviveRestartWithTheirLastMatch: the time of the latest
+// match is part of the state, so a restart does not make an idle series
+// young again.
+func TestIdleSeriesSurviveRestartWithTheirLastMatch(t *testing.T) {
+	dir := t.TempDir()
+	h := newHarness(t, dir, recordRules)
+	if err := h.e.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	h.feed(ev("Failed password", "event.dataset", "syslog", "host.name", "a"))
+	if err := h.e.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	h2 := newHarness(t, dir, recordRules)
+	h2.now = t0.Add(50 * time.Minute)
+	if err := h2.e.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer h2.e.Shutdown(context.Background())
+	if err := h2.e.Tick(context.Background(), t0.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if got := h2.e.Series(); len(got) != 0 {
+		t.Errorf("series %v still there 1h after its only match", got)
+	}
+}
+
+// TestStateOfRemovedRulesExpires: the state of a rule that left the rule
+// files comes back with the rule within idle_timeout (across a restart
+// too), and is dropped from the state file after it.
+func TestStateOfRemovedRulesExpires(t *testing.T) {
+	dir := t.TempDir()
+	h := newHarness(t, dir, recordRules)
+	if err := h.e.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	h.feed(ev("Failed password", "event.dataset", "syslog", "host.name", "a"))
+	h.e.SetRules(nil) // the rule is removed on a reload
+	if err := h.e.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
+	// Restarted 30m later without the rule, then it is put back.
+	h2 := newHarness(t, dir, "")
+	h2.now = t0.Add(30 * time.Minute)
+	if err := h2.e.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	rs, err := Parse("test.yml", []byte(recordRules))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h2.e.SetRules(rs)
+	h2.feed(ev("Failed password", "event.dataset", "syslog", "host.name", "a"))
+	if got := h2.e.Series(); len(got) != 1 || got[`{__name__="log:failed_logins:count", host_name="a", team="sec"}`] != 2 {
+		t.Errorf("series %v: want the count continued at 2", got)
+	}
+	// Removed again, and saved after idle_timeout: gone from the file.
+	h2.e.SetRules(nil)
+	h2.now = t0.Add(30*time.Minute + time.Hour)
+	if err := h2.e.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := testutil.ToFloat64(h2.e.m.expired.WithLabelValues("rule_state")); got != 1 {
+		t.Errorf("expired rule state: %v, want 1", got)
+	}
+	h3 := newHarness(t, dir, recordRules)
+	if err := h3.e.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer h3.e.Shutdown(context.Background())
+	if got := h3.e.Series(); len(got) != 0 {
+		t.Errorf("series %v restored from state that should have expired", got)
 	}
 }

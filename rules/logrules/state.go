@@ -22,6 +22,9 @@ type ruleSnapshot struct {
 	Series []seriesSnapshot `json:"series,omitempty"`
 	Alerts []alertSnapshot  `json:"alerts,omitempty"`
 	Seen   []seenSnapshot   `json:"seen,omitempty"`
+	// Unloaded is when the rule left the loaded set (zero while loaded);
+	// its state is dropped idle_timeout after it.
+	Unloaded time.Time `json:"unloaded,omitzero"`
 }
 
 type seenSnapshot struct {
@@ -33,6 +36,9 @@ type seriesSnapshot struct {
 	Key    []byte            `json:"key"`
 	Labels map[string]string `json:"labels"`
 	Count  float64           `json:"count"`
+	// Last is the time of the latest match (absent in files of earlier
+	// versions: the restore time counts instead).
+	Last time.Time `json:"last,omitzero"`
 }
 
 type alertSnapshot struct {
@@ -57,7 +63,7 @@ func (s *ruleState) snapshot() *ruleSnapshot {
 	defer s.mu.Unlock()
 	snap := &ruleSnapshot{}
 	for k, se := range s.series {
-		snap.Series = append(snap.Series, seriesSnapshot{Key: []byte(k), Labels: se.labels.Map(), Count: se.count})
+		snap.Series = append(snap.Series, seriesSnapshot{Key: []byte(k), Labels: se.labels.Map(), Count: se.count, Last: se.last})
 	}
 	for k, a := range s.alerts {
 		snap.Alerts = append(snap.Alerts, alertSnapshot{Key: []byte(k), Labels: a.labels.Map(), Annotations: a.annotations.Map(),
@@ -69,12 +75,16 @@ func (s *ruleState) snapshot() *ruleSnapshot {
 	return snap
 }
 
-func (s *ruleState) restore(snap *ruleSnapshot) {
+func (s *ruleState) restore(snap *ruleSnapshot, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, se := range snap.Series {
+		last := se.Last
+		if last.IsZero() {
+			last = now
+		}
 		// Restored series were appended in an earlier run: no zero sample.
-		s.series[string(se.Key)] = &series{labels: labels.FromMap(se.Labels), count: se.Count, appended: true}
+		s.series[string(se.Key)] = &series{labels: labels.FromMap(se.Labels), count: se.Count, last: last, appended: true}
 	}
 	for _, a := range snap.Alerts {
 		s.alerts[string(a.Key)] = &alertState{labels: labels.FromMap(a.Labels), annotations: labels.FromMap(a.Annotations),
@@ -91,8 +101,18 @@ func (e *Engine) SaveState() error {
 	e.loadMu.Lock()
 	defer e.loadMu.Unlock()
 	doc := stateDoc{Version: stateVersion, Rules: map[string]*ruleSnapshot{}}
-	for id, snap := range e.restored { // state of rules not loaded now is kept
+	now := e.now()
+	dropped := 0
+	for id, snap := range e.restored { // state of rules not loaded now is kept for a while
+		if now.Sub(snap.Unloaded) >= time.Duration(e.cfg.IdleTimeout) {
+			delete(e.restored, id)
+			dropped++
+			continue
+		}
 		doc.Rules[id] = snap
+	}
+	if dropped > 0 {
+		e.m.expired.WithLabelValues("rule_state").Add(float64(dropped))
 	}
 	for _, s := range e.set.Load().rules {
 		doc.Rules[s.rule.ID()] = s.snapshot()
@@ -145,12 +165,28 @@ func (e *Engine) restoreState() error {
 	}
 	e.loadMu.Lock()
 	defer e.loadMu.Unlock()
-	e.restored = doc.Rules
-	for _, s := range e.set.Load().rules {
-		if snap := e.restored[s.rule.ID()]; snap != nil {
-			s.restore(snap)
-			delete(e.restored, s.rule.ID())
+	now := e.now()
+	for id, snap := range doc.Rules {
+		if snap == nil {
+			delete(doc.Rules, id)
 		}
+	}
+	for _, s := range e.set.Load().rules {
+		if snap := doc.Rules[s.rule.ID()]; snap != nil {
+			s.restore(snap, now)
+			delete(doc.Rules, s.rule.ID())
+		}
+	}
+	// What no loaded rule claimed belongs to rules that are gone (or not
+	// loaded yet): it counts as unloaded from now, unless it already was.
+	for id, snap := range doc.Rules {
+		if snap.Unloaded.IsZero() {
+			snap.Unloaded = now
+		}
+		if e.restored == nil {
+			e.restored = map[string]*ruleSnapshot{}
+		}
+		e.restored[id] = snap
 	}
 	return nil
 }
