@@ -2,10 +2,12 @@ package logrules
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -37,6 +39,12 @@ type Options struct {
 	// Notifier receives alerts (the PromQL engine's notifier); nil: alerts
 	// are only listed by Alerts.
 	Notifier rules.Notifier
+	// WatchInterval is how often the rule files of the last LoadFiles are
+	// checked for changes while the engine runs; they are reloaded when
+	// one changed. Pass the rules section's watch_interval, so that an
+	// edited rule file changes its PromQL and its log rules together.
+	// 0: no watching (Reload, on SIGHUP, still works).
+	WatchInterval time.Duration
 }
 
 // Engine evaluates log rules on the events of every batch. It implements
@@ -55,7 +63,10 @@ type Engine struct {
 
 	loadMu   sync.Mutex // LoadFiles, Reload, state restore and save
 	patterns []string
-	restored map[string]*ruleSnapshot // state read at Start for rules not (yet) loaded
+	// filesHash is the content of the rule files as last loaded (or last
+	// found broken), for the watcher.
+	filesHash [sha256.Size]byte
+	restored  map[string]*ruleSnapshot // state read at Start for rules not (yet) loaded
 
 	runMu   sync.Mutex
 	started bool // state restored
@@ -89,15 +100,54 @@ func (e *Engine) Name() string { return "log_rules" }
 // replaces the running set; state of rules that are unchanged is kept. On
 // error the running set stays as it was.
 func (e *Engine) LoadFiles(patterns []string) error {
+	hash := hashRuleFiles(patterns)
 	rs, err := LoadFiles(patterns)
+	e.loadMu.Lock()
+	defer e.loadMu.Unlock()
+	// Remembered even when broken: the watcher does not retry the same
+	// broken content every tick.
+	e.filesHash = hash
 	if err != nil {
 		return err
 	}
-	e.loadMu.Lock()
-	defer e.loadMu.Unlock()
 	e.patterns = append([]string(nil), patterns...)
 	e.install(rs)
 	return nil
+}
+
+// hashRuleFiles hashes the names and contents of the files patterns
+// expand to (an unreadable file or glob counts as empty).
+func hashRuleFiles(patterns []string) [sha256.Size]byte {
+	h := sha256.New()
+	files, err := rules.ExpandRuleFiles(patterns)
+	if err != nil {
+		fmt.Fprintf(h, "error %v\x00", err)
+	}
+	for _, f := range files {
+		fmt.Fprintf(h, "%s\x00", f)
+		if b, err := os.ReadFile(f); err == nil {
+			h.Write(b)
+		}
+		h.Write([]byte{0})
+	}
+	var out [sha256.Size]byte
+	h.Sum(out[:0])
+	return out
+}
+
+// watchFiles reloads when the rule files of the last LoadFiles changed.
+func (e *Engine) watchFiles() {
+	e.loadMu.Lock()
+	p, last := e.patterns, e.filesHash
+	e.loadMu.Unlock()
+	if p == nil || hashRuleFiles(p) == last {
+		return
+	}
+	if err := e.LoadFiles(p); err != nil {
+		e.log.Error("rule files changed but their log rules cannot be loaded; the previous log rules stay active", "err", err)
+		return
+	}
+	e.log.Info("log rules reloaded: rule files changed", "rules", len(e.set.Load().rules))
 }
 
 // Reload re-reads the files of the last LoadFiles (on SIGHUP).
@@ -709,10 +759,18 @@ func (e *Engine) loop(ctx context.Context, done chan struct{}) {
 	defer tick.Stop()
 	save := time.NewTicker(time.Duration(e.cfg.StateInterval))
 	defer save.Stop()
+	var watch <-chan time.Time
+	if e.opts.WatchInterval > 0 {
+		w := time.NewTicker(e.opts.WatchInterval)
+		defer w.Stop()
+		watch = w.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-watch:
+			e.watchFiles()
 		case <-tick.C:
 			if err := e.Tick(ctx, e.now()); err != nil && !errors.Is(err, rules.ErrNotRunning) {
 				e.log.Warn("log rules: tick", "err", err)

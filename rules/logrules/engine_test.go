@@ -3,6 +3,8 @@ package logrules
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -663,4 +665,79 @@ func TestStateOfRemovedRulesExpires(t *testing.T) {
 	if got := h3.e.Series(); len(got) != 0 {
 		t.Errorf("series %v restored from state that should have expired", got)
 	}
+}
+
+// TestWatchReloadsChangedRuleFiles: with a watch interval, an edited rule
+// file replaces the running log rules without SIGHUP (as the PromQL rules
+// of the same file are reloaded), a broken edit keeps them, and state of
+// unchanged rules stays.
+func TestWatchReloadsChangedRuleFiles(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "log.rules.yml")
+	write := func(content string) { // atomically, or the watcher may read half a file
+		t.Helper()
+		if err := os.WriteFile(file+".tmp", []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(file+".tmp", file); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(recordRules)
+	e, err := New(DefaultConfig(dir), Options{WatchInterval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.LoadFiles([]string{filepath.Join(dir, "*.yml")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer e.Shutdown(context.Background())
+	h := &harness{e: e}
+	h.feed(ev("Failed password", "event.dataset", "syslog", "host.name", "a"))
+
+	names := func() string {
+		var out []string
+		for _, r := range e.Rules() {
+			out = append(out, r.Name)
+		}
+		return strings.Join(out, ",")
+	}
+	waitFor := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for names() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("rules %q, want %q", names(), want)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	write(recordRules + alertRules[len("\ngroups:\n"):])
+	waitFor("log:failed_logins:count,RootLoginFailed")
+	if got := e.Series(); got[`{__name__="log:failed_logins:count", host_name="a", team="sec"}`] != 1 {
+		t.Errorf("series after the reload: %v, want the count kept", got)
+	}
+
+	write("groups: [ broken")
+	deadline := time.Now().Add(5 * time.Second)
+	for { // until the watcher has read the broken content
+		e.loadMu.Lock()
+		seen := e.filesHash == hashRuleFiles(e.patterns)
+		e.loadMu.Unlock()
+		if seen {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the watcher did not look at the broken file within 5s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := names(); got != "log:failed_logins:count,RootLoginFailed" {
+		t.Errorf("a broken file replaced the rules: %q", got)
+	}
+	write(recordRules)
+	waitFor("log:failed_logins:count")
 }
