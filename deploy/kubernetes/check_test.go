@@ -17,15 +17,18 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"gopkg.in/yaml.v3"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/leitstand/leitstand/collector/httpin"
 	"github.com/leitstand/leitstand/collector/podlog"
 	"github.com/leitstand/leitstand/collector/sink/file"
 	"github.com/leitstand/leitstand/collector/sink/forward"
@@ -230,13 +233,66 @@ func materialize(t *testing.T, b *bundle, w workload, c *corev1.Container) *tree
 // path maps a path in the container to the temporary tree.
 func (tr *tree) path(p string) string { return filepath.Join(tr.root, p) }
 
-// rewrite maps every path under a mount in a config text to the tree.
+// rewrite maps every path under a mount in a config text to the tree: a
+// mount's own path too (podlog.roots: [/var/log/pods]) where a YAML value
+// ends with it.
 func (tr *tree) rewrite(text string) string {
 	var pairs []string
 	for _, m := range tr.mounts {
 		pairs = append(pairs, m+"/", tr.path(m)+"/")
+		for _, end := range []string{"\n", "]", ",", " ", "}", `"`, "'"} {
+			pairs = append(pairs, m+end, tr.path(m)+end)
+		}
 	}
 	return strings.NewReplacer(pairs...).Replace(text)
+}
+
+// podConfig is a container's config text as the daemon in the tree must
+// read it: the in-cluster defaults the file leaves out written in (the
+// service account token and CA of podlog.kubernetes, which the kubelet
+// mounts where the daemon looks by default), then every path mapped to the
+// tree.
+func podConfig(t *testing.T, tr *tree, w workload, text string) string {
+	t.Helper()
+	if a := w.pod.Spec.AutomountServiceAccountToken; a == nil || *a {
+		var doc yaml.Node
+		if err := yaml.Unmarshal([]byte(text), &doc); err != nil {
+			t.Fatal(err)
+		}
+		if len(doc.Content) == 1 {
+			if pl := mappingValue(doc.Content[0], "podlog"); pl != nil && pl.Kind == yaml.MappingNode {
+				k := mappingValue(pl, "kubernetes")
+				if k == nil {
+					k = &yaml.Node{Kind: yaml.MappingNode}
+					pl.Content = append(pl.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: "kubernetes"}, k)
+				}
+				for key, def := range map[string]string{"token_file": podlog.ServiceAccountDir + "/token", "ca_file": podlog.ServiceAccountDir + "/ca.crt"} {
+					if mappingValue(k, key) == nil {
+						k.Content = append(k.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: key}, &yaml.Node{Kind: yaml.ScalarNode, Value: def})
+					}
+				}
+				out, err := yaml.Marshal(&doc)
+				if err != nil {
+					t.Fatal(err)
+				}
+				text = string(out)
+			}
+		}
+	}
+	return tr.rewrite(text)
+}
+
+// mappingValue is the value of key in a YAML mapping, or nil.
+func mappingValue(m *yaml.Node, key string) *yaml.Node {
+	if m == nil || m.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			return m.Content[i+1]
+		}
+	}
+	return nil
 }
 
 func writeFile(t *testing.T, p string, data []byte) {
@@ -246,21 +302,31 @@ func writeFile(t *testing.T, p string, data []byte) {
 	}
 }
 
+// kubeAPIUnused is the Kubernetes API address of pods whose test answers
+// no API calls: loopback, so nothing could leave the machine if something
+// dialled it.
+const kubeAPIUnused = "127.0.0.1:443"
+
 // downwardEnv is the container's environment as the kubelet would set it
-// (downward API values faked).
-func downwardEnv(w workload, c *corev1.Container) []string {
-	env := []string{"PATH=" + os.Getenv("PATH")}
+// (downward API values faked), with the kubernetes Service's address that
+// the kubelet puts into every pod: kubeAPI, a loopback host:port.
+func downwardEnv(w workload, c *corev1.Container, kubeAPI string) []string {
+	host, port, _ := net.SplitHostPort(kubeAPI)
+	env := []string{"PATH=" + os.Getenv("PATH"), "KUBERNETES_SERVICE_HOST=" + host, "KUBERNETES_SERVICE_PORT=" + port}
 	for _, e := range c.Env {
 		v := e.Value
 		if e.ValueFrom != nil && e.ValueFrom.FieldRef != nil {
 			v = map[string]string{
-				"metadata.name": w.name + "-0", "metadata.namespace": namespace, "spec.nodeName": "node-1",
+				"metadata.name": w.name + "-0", "metadata.namespace": namespace, "spec.nodeName": testNode,
 			}[e.ValueFrom.FieldRef.FieldPath]
 		}
 		env = append(env, e.Name+"="+v)
 	}
 	return env
 }
+
+// testNode is the node name the downward API gives the pods.
+const testNode = "node-1"
 
 // TestLeitstandCheck runs `leitstand check` on the config each container
 // runs with, its Secrets and ConfigMaps laid out as the pod would see them:
@@ -270,7 +336,7 @@ func TestLeitstandCheck(t *testing.T) {
 	forEachContainer(t, func(t *testing.T, b *bundle, w workload, c *corev1.Container) {
 		args := append([]string{"check"}, containerFlags(t, b, w, c)...)
 		cmd := exec.Command(bin, args...)
-		cmd.Env = downwardEnv(w, c)
+		cmd.Env = downwardEnv(w, c, kubeAPIUnused)
 		var stdout, stderr bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		if err := cmd.Run(); err != nil {
@@ -278,6 +344,12 @@ func TestLeitstandCheck(t *testing.T) {
 		}
 		if !strings.HasPrefix(stdout.String(), "config OK") {
 			t.Errorf("leitstand check printed %q", stdout.String())
+		}
+		// The daemon's own view of the agent: role agent, forwarding is
+		// its only sink (the role turned the file sink off).
+		if _, sinks, _ := strings.Cut(stdout.String(), "; sinks: "); w.ds != nil &&
+			(!strings.Contains(stdout.String(), "): agent, ") || !strings.HasPrefix(sinks, "forward (") || strings.Contains(sinks, ", ")) {
+			t.Errorf("the agent is not an agent that only forwards: %q", stdout.String())
 		}
 		t.Log(strings.TrimSpace(stdout.String()))
 	})
@@ -293,7 +365,7 @@ func containerFlags(t *testing.T, b *bundle, w workload, c *corev1.Container) []
 	if err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, tr.path(cfgPath), []byte(tr.rewrite(string(raw))))
+	writeFile(t, tr.path(cfgPath), []byte(podConfig(t, tr, w, string(raw))))
 	if len(c.Args) == 0 || c.Args[0] != "run" {
 		t.Fatalf("args %v do not start with run", c.Args)
 	}
@@ -329,7 +401,7 @@ func TestAlertmanagerConfig(t *testing.T) {
 			t.Run(overlay, func(t *testing.T) {
 				args := append([]string{"alertmanager-config"}, containerFlags(t, b, w, c)...)
 				cmd := exec.CommandContext(ctx, bin, args...)
-				cmd.Env = downwardEnv(w, c)
+				cmd.Env = downwardEnv(w, c, kubeAPIUnused)
 				var stderr bytes.Buffer
 				cmd.Stderr = &stderr
 				out, err := cmd.Output()
@@ -346,73 +418,112 @@ func TestAlertmanagerConfig(t *testing.T) {
 	}
 }
 
-// agentNext is the part of the agent's config that waits for `role: agent`
-// in cmd/leitstand, decoded into the components' own config types.
-type agentNext struct {
-	Role      string `yaml:"role"`
-	Receivers struct {
-		Podlog podlog.Config `yaml:"podlog"`
-	} `yaml:"receivers"`
-	Sinks struct {
+// agentSections are the parts of the agent's config the DaemonSet must
+// agree with, each decoded strictly into its package's own config type over
+// the defaults role: agent reads it over (cmd/leitstand's
+// AgentDefaultConfig: the pod log receiver on, the file sink off).
+type agentSections struct {
+	Role   string
+	Podlog podlog.Config
+	Sinks  struct {
 		File    file.Config    `yaml:"file"`
 		Forward forward.Config `yaml:"forward"`
-	} `yaml:"sinks"`
-}
-
-func decodeAgentNext(t *testing.T, name, text string) agentNext {
-	t.Helper()
-	var n agentNext
-	n.Receivers.Podlog = podlog.DefaultConfig()
-	n.Sinks.File = file.DefaultConfig()
-	n.Sinks.Forward = forward.DefaultConfig()
-	src, err := config.Decode(name, []byte(text), &n)
-	if err != nil {
-		t.Fatalf("%v", src.Annotate(err))
 	}
-	return n
 }
 
-// TestAgentNextConfig checks the agent sections that wait for `role: agent`
-// (agent.next.yaml) against the podlog, file and forward packages and
-// against the DaemonSet that will run them: strict keys, Validate with the
-// mounted files, pod log roots on read-only host mounts, positions on the
-// writable state directory, and the forward URL reaching the aggregators'
-// HTTP listener with the scheme it speaks.
-func TestAgentNextConfig(t *testing.T) {
-	t.Setenv("KUBERNETES_SERVICE_HOST", "10.43.0.1")
-	t.Setenv("KUBERNETES_SERVICE_PORT", "443")
-	t.Setenv("NODE_NAME", "node-1")
+func decodeAgent(t *testing.T, name, text string) agentSections {
+	t.Helper()
+	var a agentSections
+	a.Podlog = podlog.DefaultConfig()
+	a.Podlog.Enabled = true
+	a.Sinks.File = file.DefaultConfig()
+	a.Sinks.File.Enabled = false
+	a.Sinks.Forward = forward.DefaultConfig()
+	var top map[string]yaml.Node
+	if err := yaml.Unmarshal([]byte(text), &top); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	role := top["role"]
+	a.Role = role.Value
+	for key, dst := range map[string]any{"podlog": &a.Podlog, "sinks": &a.Sinks} {
+		n, ok := top[key]
+		if !ok {
+			continue
+		}
+		section, err := yaml.Marshal(&n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Lines count from the section's first key.
+		if src, err := config.Decode(name+": "+key, section, dst); err != nil {
+			t.Fatalf("%v", src.Annotate(err))
+		}
+	}
+	return a
+}
+
+// secretItem finds the Secret volume and key a file in the container comes
+// from.
+func secretItem(w workload, c *corev1.Container, p string) (secret, key string, ok bool) {
+	m, v, found := mountFor(w, c, p)
+	if !found || v.Secret == nil {
+		return "", "", false
+	}
+	rel := strings.TrimPrefix(strings.TrimPrefix(p, m.MountPath), "/")
+	for _, it := range v.Secret.Items {
+		if it.Path == rel {
+			return v.Secret.SecretName, it.Key, true
+		}
+	}
+	return v.Secret.SecretName, "", false
+}
+
+// agentAndAggregator returns an overlay's two workloads.
+func agentAndAggregator(t *testing.T, b *bundle) (agent, agg workload) {
+	t.Helper()
+	for _, w := range workloads(b) {
+		if w.ds != nil {
+			agent = w
+		} else {
+			agg = w
+		}
+	}
+	if agent.ds == nil || agg.sts == nil {
+		t.Fatalf("overlays/%s: want the agent DaemonSet and the aggregator StatefulSet", b.overlay)
+	}
+	return agent, agg
+}
+
+// TestAgentConfig checks the agent's config against the DaemonSet that runs
+// it and the aggregators it forwards to: role: agent; the pod log roots on
+// read-only host mounts and the positions on the writable state directory;
+// no file sink on the node; the service account token mounted where pod
+// labels are asked for; the forward URLs reaching the aggregators' HTTP
+// listener through a Service port, with the scheme it speaks and the CA of
+// its certificate; the forward token the agent-token key of the Secret the
+// aggregators' ingest tokens come from; requests no bigger than the
+// aggregators take. (`leitstand check` validates the whole file in
+// TestLeitstandCheck, TestPodsBecomeReady runs it.)
+func TestAgentConfig(t *testing.T) {
 	for _, overlay := range overlays {
 		t.Run(overlay, func(t *testing.T) {
-			name := filepath.Join("overlays", overlay, "agent.next.yaml")
-			if overlay == "production-monitoring" {
-				name = filepath.Join("overlays", "production", "agent.next.yaml")
-			}
-			if _, err := os.Stat(name); err != nil {
-				name = filepath.Join("base", "config", "agent.next.yaml")
-			}
-			data, err := os.ReadFile(name)
-			if err != nil {
-				t.Fatal(err)
-			}
 			b := render(t, overlay)
-			var agent, agg workload
-			for _, w := range workloads(b) {
-				if w.ds != nil {
-					agent = w
-				} else {
-					agg = w
-				}
-			}
+			agent, agg := agentAndAggregator(t, b)
 			c := &agent.pod.Spec.Containers[0]
-
-			n := decodeAgentNext(t, name, string(data))
-			if n.Role != "agent" {
-				t.Errorf("%s: role %q, want agent", name, n.Role)
+			aggC := &agg.pod.Spec.Containers[0]
+			name, raw, cfg := containerConfig(t, b, agent, c)
+			_, _, aggCfg := containerConfig(t, b, agg, aggC)
+			if !cfg.agent() {
+				t.Errorf("%s: role %q, want agent", name, cfg.Role)
 			}
-			pl := n.Receivers.Podlog
+			a := decodeAgent(t, name, raw)
+
+			pl := a.Podlog
 			if !pl.Enabled {
-				t.Errorf("%s: receivers.podlog is not enabled", name)
+				t.Errorf("%s: podlog is not enabled", name)
+			}
+			if len(pl.Roots) == 0 {
+				t.Errorf("%s: podlog.roots is empty", name)
 			}
 			for _, r := range pl.Roots {
 				m, v, ok := mountFor(agent, c, r)
@@ -420,40 +531,58 @@ func TestAgentNextConfig(t *testing.T) {
 					t.Errorf("%s: podlog root %s is not on a read-only hostPath mount", name, r)
 				}
 			}
-			if m, v, ok := mountFor(agent, c, pl.StateDir); !ok || v.HostPath == nil || m.ReadOnly {
-				t.Errorf("%s: podlog state_dir %s is not on the writable hostPath state directory", name, pl.StateDir)
+			if m, v, ok := mountFor(agent, c, pl.StateDir); !ok || v.HostPath == nil || m.ReadOnly || m.MountPath != stateDir {
+				t.Errorf("%s: podlog.state_dir %s is not on the writable hostPath state directory %s", name, pl.StateDir, stateDir)
 			}
-			if n.Sinks.File.Enabled {
-				t.Errorf("%s: the agent must not keep events on the node (sinks.file.enabled: false)", name)
+			if pl.Kubernetes.Labels {
+				if a := agent.pod.Spec.AutomountServiceAccountToken; a != nil && !*a {
+					t.Errorf("%s: podlog.kubernetes.labels without the service account token mounted", name)
+				}
+				if pl.Kubernetes.APIServer != "" {
+					t.Errorf("%s: podlog.kubernetes.api_server %s: leave it to KUBERNETES_SERVICE_HOST, which every cluster sets", name, pl.Kubernetes.APIServer)
+				}
+			}
+			if a.Sinks.File.Enabled {
+				t.Errorf("%s: the agent must not keep events on the node (sinks.file)", name)
 			}
 
-			// Validate against the files the DaemonSet mounts.
-			tr := materialize(t, b, agent, c)
-			nt := decodeAgentNext(t, name, tr.rewrite(string(data)))
-			k := &nt.Receivers.Podlog.Kubernetes
-			if strings.HasPrefix(k.TokenFile, podlog.ServiceAccountDir) {
-				k.TokenFile = tr.path(k.TokenFile)
+			fw := a.Sinks.Forward
+			aggHTTP := aggCfg.listeners(t)[0]
+			// The token the agent presents is one the aggregators accept.
+			if secret, key, ok := secretItem(agent, c, fw.TokenFile); !ok || key != "agent-token" {
+				t.Errorf("%s: sinks.forward.token_file %q is not the agent-token key of a mounted Secret (%s %s)", name, fw.TokenFile, secret, key)
+			} else if aggSecret, _, ok := secretItem(agg, aggC, aggCfg.Ingest.Auth.TokensFile); !ok || aggSecret != secret {
+				t.Errorf("%s: the agent's token comes from Secret %s, the aggregators' ingest tokens from %q", name, secret, aggSecret)
 			}
-			if strings.HasPrefix(k.CAFile, podlog.ServiceAccountDir) {
-				k.CAFile = tr.path(k.CAFile)
+			switch {
+			case aggHTTP.tls && fw.TLS.CAFile == "":
+				t.Errorf("%s: forwarding over HTTPS needs sinks.forward.tls.ca_file (the aggregators' CA)", name)
+			case fw.TLS.CAFile != "":
+				// The CA of the Secret that holds the aggregators' certificate.
+				secret, key, ok := secretItem(agent, c, fw.TLS.CAFile)
+				aggSecret, _, _ := secretItem(agg, aggC, aggCfg.HTTP.TLS.CertFile)
+				if !ok || key != "ca.crt" || secret != aggSecret {
+					t.Errorf("%s: sinks.forward.tls.ca_file %s is %s %s, want ca.crt of %q (the aggregators' certificate)", name, fw.TLS.CAFile, secret, key, aggSecret)
+				}
 			}
-			var errs config.Errors
-			errs.Nest("receivers.podlog", nt.Receivers.Podlog.Validate())
-			errs.Nest("sinks.file", nt.Sinks.File.Validate())
-			errs.Nest("sinks.forward", nt.Sinks.Forward.Validate())
-			if err := errs.Err(); err != nil {
-				t.Errorf("%s does not validate against the DaemonSet's mounts:\n%v", name, err)
+			maxBody := httpin.DefaultConfig().MaxBodyBytes
+			if aggCfg.Ingest.MaxBodyBytes != "" {
+				maxBody = config.ByteSize(parseByteSize(t, aggCfg.Ingest.MaxBodyBytes))
+			}
+			if fw.MaxRequestBytes > maxBody {
+				t.Errorf("%s: sinks.forward.max_request_bytes %s is above the aggregators' ingest.max_body_bytes %s", name, fw.MaxRequestBytes, maxBody)
 			}
 
 			// The forward URLs reach the aggregators' HTTP listener.
-			_, _, aggCfg := containerConfig(t, b, agg, &agg.pod.Spec.Containers[0])
-			http := aggCfg.listeners(t)[0]
-			for _, raw := range n.Sinks.Forward.URLs {
+			if len(fw.URLs) == 0 || slices.Equal(fw.URLs, forward.DefaultConfig().URLs) {
+				t.Errorf("%s: sinks.forward.urls %v do not name the aggregators", name, fw.URLs)
+			}
+			for _, raw := range fw.URLs {
 				u, err := url.Parse(raw)
 				if err != nil {
 					t.Fatal(err)
 				}
-				if want := map[bool]string{false: "http", true: "https"}[http.tls]; u.Scheme != want {
+				if want := map[bool]string{false: "http", true: "https"}[aggHTTP.tls]; u.Scheme != want {
 					t.Errorf("%s: forward URL %s: the aggregators speak %s", name, raw, want)
 				}
 				if u.Path != "/v1/ingest" {
@@ -474,17 +603,53 @@ func TestAgentNextConfig(t *testing.T) {
 						if target.Type == intstr.Int && target.IntVal == 0 {
 							target = intstr.FromInt32(sp.Port)
 						}
-						p, ok := containerPort(&agg.pod.Spec.Containers[0], target, corev1.ProtocolTCP)
-						reached = reached || (ok && p == http.port)
+						p, ok := containerPort(aggC, target, corev1.ProtocolTCP)
+						reached = reached || (ok && p == aggHTTP.port)
 					}
 				}
 				if !reached {
-					t.Errorf("%s: forward URL %s reaches no Service port of the aggregators' HTTP listener", name, raw)
+					t.Errorf("%s: forward URL %s reaches no Service port of the aggregators' HTTP listener %s in this overlay", name, raw, aggHTTP.port)
 				}
 			}
-			if http.tls && n.Sinks.Forward.TLS.CAFile == "" {
-				t.Errorf("%s: forwarding over HTTPS needs tls.ca_file (the aggregators' CA)", name)
-			}
 		})
+	}
+}
+
+// TestAgentConfigDrift: production's agent config (a whole file, as
+// kustomize replaces ConfigMaps whole) is the base's with the forward URLs
+// on HTTPS and the aggregators' CA, nothing else, so a change to the base
+// cannot silently miss production.
+func TestAgentConfigDrift(t *testing.T) {
+	load := func(name string) map[string]any {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		if err := yaml.Unmarshal(data, &m); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		return m
+	}
+	base := load(filepath.Join("base", "config", "agent.yaml"))
+	prod := load(filepath.Join("overlays", "production", "agent-config.yaml"))
+	forwardOf := func(m map[string]any) map[string]any {
+		sinks, _ := m["sinks"].(map[string]any)
+		fw, _ := sinks["forward"].(map[string]any)
+		if fw == nil {
+			t.Fatal("no sinks.forward")
+		}
+		return fw
+	}
+	bf, pf := forwardOf(base), forwardOf(prod)
+	bu, pu := fmt.Sprint(bf["urls"]), fmt.Sprint(pf["urls"])
+	if strings.ReplaceAll(bu, "http://", "https://") != pu {
+		t.Errorf("sinks.forward.urls: base %s, production %s: want the same URLs over HTTPS", bu, pu)
+	}
+	delete(bf, "urls")
+	delete(pf, "urls")
+	delete(pf, "tls")
+	if b, p := fmt.Sprint(base), fmt.Sprint(prod); b != p {
+		t.Errorf("overlays/production/agent-config.yaml differs from base/config/agent.yaml beyond sinks.forward.urls and .tls:\nbase:       %s\nproduction: %s", b, p)
 	}
 }

@@ -23,8 +23,11 @@ import (
 // loopback ports, and asks its probes what the kubelet would: every probe
 // answers 200 (readiness too, with Elasticsearch unreachable: the spool
 // takes the events), over HTTPS with the Secret's certificate where the
-// config says so. Then SIGTERM must end the process with status 0 within
-// the pod's grace period.
+// config says so. The agent runs for real (startAgentPeers): it reads a pod
+// log file from its /var/log/pods, asks a loopback stand-in of the
+// Kubernetes API for the pod's labels and must forward the line, anonymized,
+// to a real aggregator on loopback. Then SIGTERM must end the process with
+// status 0 within the pod's grace period. Nothing dials past loopback.
 func TestPodsBecomeReady(t *testing.T) {
 	bin := leitstandBinary(t)
 	// production-monitoring runs the production pods unchanged.
@@ -43,12 +46,19 @@ func TestPodsBecomeReady(t *testing.T) {
 func runPod(t *testing.T, bin string, b *bundle, w workload, c *corev1.Container) {
 	tr := materialize(t, b, w, c)
 	cfgPath := argValue(c.Args, "-config")
-	_, raw, cfg := containerConfig(t, b, w, c)
+	name, raw, cfg := containerConfig(t, b, w, c)
+	text := podConfig(t, tr, w, raw)
+	kubeAPI := kubeAPIUnused
+	var ap *agentPeers
+	if cfg.agent() {
+		ap = startAgentPeers(t, bin, tr, decodeAgent(t, name, raw))
+		text = ap.redirect(t, text)
+		kubeAPI = ap.kubeAPI
+	}
 
 	// Every listener moves to a free loopback port; a port number shared
 	// by UDP and TCP (syslog) keeps one new number for both.
 	moved := map[int32]int{}
-	text := tr.rewrite(raw)
 	for _, l := range cfg.listeners(t) {
 		if isLoopback(l.host) {
 			continue
@@ -70,9 +80,9 @@ func runPod(t *testing.T, bin string, b *bundle, w workload, c *corev1.Container
 
 	args := []string{"run", "-config", tr.path(cfgPath), "-data", tr.path(argValue(c.Args, "-data"))}
 	cmd := exec.Command(bin, args...)
-	cmd.Env = downwardEnv(w, c)
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
+	cmd.Env = downwardEnv(w, c, kubeAPI)
+	logs := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -119,6 +129,10 @@ func runPod(t *testing.T, bin string, b *bundle, w workload, c *corev1.Container
 		}
 	}
 
+	if ap != nil {
+		ap.checkForwarded(t, exited, logs)
+	}
+
 	// SIGTERM drains within the grace period and exits 0.
 	grace := 30 * time.Second
 	if g := w.pod.Spec.TerminationGracePeriodSeconds; g != nil {
@@ -138,6 +152,9 @@ func runPod(t *testing.T, bin string, b *bundle, w workload, c *corev1.Container
 		}
 	case <-time.After(grace):
 		t.Errorf("still running %s after SIGTERM: the kubelet would kill it", grace)
+	}
+	if ap != nil {
+		ap.checkPositions(t)
 	}
 }
 

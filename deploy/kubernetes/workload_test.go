@@ -66,6 +66,8 @@ func sortedPorts(set map[port]string) []string {
 // with. It mirrors cmd/leitstand's Config loosely (that package is main);
 // `leitstand check` validates the whole file strictly.
 type daemonConfig struct {
+	// Role is "agent" or "aggregator" (the default when left out).
+	Role            string `yaml:"role"`
 	ShutdownTimeout string `yaml:"shutdown_timeout"`
 	HTTP            struct {
 		Listen string    `yaml:"listen"`
@@ -79,6 +81,12 @@ type daemonConfig struct {
 			TLS      tlsConfig `yaml:"tls"`
 		} `yaml:"listeners"`
 	} `yaml:"syslog"`
+	Ingest struct {
+		MaxBodyBytes string `yaml:"max_body_bytes"`
+		Auth         struct {
+			TokensFile string `yaml:"tokens_file"`
+		} `yaml:"auth"`
+	} `yaml:"ingest"`
 	Spool struct {
 		MaxBytes string `yaml:"max_bytes"`
 	} `yaml:"spool"`
@@ -114,9 +122,11 @@ type listener struct {
 	tls  bool
 }
 
+func (c *daemonConfig) agent() bool { return c.Role == "agent" }
+
 // listeners lists the sockets of a config, applying the daemon's defaults
 // for keys the file leaves out (which are loopback addresses, so a Service
-// pointing at them fails the tests).
+// pointing at them fails the tests; role: agent turns syslog off).
 func (c *daemonConfig) listeners(t *testing.T) []listener {
 	t.Helper()
 	var out []listener
@@ -138,7 +148,7 @@ func (c *daemonConfig) listeners(t *testing.T) []listener {
 		listen = "127.0.0.1:8080"
 	}
 	add("http", listen, "TCP", c.HTTP.TLS.CertFile != "")
-	if c.Syslog.Enabled == nil || *c.Syslog.Enabled {
+	if c.Syslog.Enabled == nil && !c.agent() || c.Syslog.Enabled != nil && *c.Syslog.Enabled {
 		ls := c.Syslog.Listeners
 		if ls == nil {
 			add("syslog udp", "127.0.0.1:5514", "UDP", false)
