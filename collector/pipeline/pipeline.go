@@ -101,6 +101,7 @@ type Pipeline struct {
 
 	depth     *gaugeCounter
 	sinkStats []sinkStats
+	metrics   *telemetry.Metrics
 }
 
 type sinkStats struct {
@@ -129,6 +130,7 @@ func New(cfg Config, stages []collector.Stage, sinks []collector.Sink, m *teleme
 		runCtx:    runCtx,
 		cancelRun: cancel,
 		depth:     &gaugeCounter{g: m.QueueDepth.WithLabelValues("pipeline")},
+		metrics:   m,
 	}
 	m.QueueCapacity.WithLabelValues("pipeline").Set(float64(cfg.QueueSize))
 	for _, s := range sinks {
@@ -276,10 +278,23 @@ func (p *Pipeline) work() {
 	for w := range p.queue {
 		err := p.process(w.batch)
 		if err != nil && w.done == nil {
+			// Nobody sends these again. The source counted them accepted,
+			// so they are counted dropped for it too (reason
+			// sink_refused): a UDP receiver's received = accepted +
+			// dropped on receipt, and accepted = stored + sink_refused.
+			p.metrics.Component(sourceName(w.batch)).Dropped("sink_refused", w.batch.Len())
 			p.log.Warn("batch from a fire-and-forget source failed in a sink; its events are lost", "source", w.batch.Source, "events", w.batch.Len(), "err", err)
 		}
 		p.finish(w, err)
 	}
+}
+
+// sourceName is the component a batch's events are counted for.
+func sourceName(b *collector.Batch) string {
+	if b.Source == "" {
+		return "unknown"
+	}
+	return b.Source
 }
 
 // finish gives the batch's places back and then tells its sender the

@@ -457,6 +457,25 @@ func TestFailingSinkErrorReturnedOthersStillServed(t *testing.T) {
 	}
 }
 
+// TestFireAndForgetSinkFailureCountedAsDropped: a batch enqueued without
+// waiting (UDP syslog) that a sink refuses is lost; it must be counted as
+// dropped for its source, or the source's counters cannot be reconciled.
+func TestFireAndForgetSinkFailureCountedAsDropped(t *testing.T) {
+	h := newHarness(t, pipeline.Config{QueueSize: 16, Workers: 1}, nil, failingSink{collector.ErrQueueFull})
+	h.start(t)
+	b := batch("udp", 7)
+	b.Source = "syslog_udp"
+	if err := h.p.Enqueue(context.Background(), b, drop); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the drop is counted", func() bool {
+		return h.counter(t, "leitstand_events_dropped_total", map[string]string{"component": "syslog_udp", "reason": "sink_refused"}) == 7
+	})
+	if got := h.counter(t, "leitstand_events_failed_total", map[string]string{"component": "broken"}); got != 7 {
+		t.Errorf("events_failed_total{component=broken} = %v, want 7", got)
+	}
+}
+
 // fillQueue submits a batch of exactly the queue's size and waits until a
 // worker holds it in the gate sink, so the queue has no free place.
 func fillQueue(t *testing.T, h *harness, s *gateSink, size int) (<-chan error, *collector.Batch) {
