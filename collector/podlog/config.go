@@ -24,8 +24,8 @@ const (
 	DefaultRoot       = "/var/log/pods"
 )
 
-// Config of the pod log receiver: the `receivers.podlog` section of an
-// agent.
+// Config of the pod log receiver: the top-level `podlog` section (on by
+// default with role: agent).
 type Config struct {
 	// Enabled runs the receiver. Default false: the agent role turns it on.
 	Enabled bool `yaml:"enabled"`

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"os/exec"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -76,6 +77,14 @@ func runPod(t *testing.T, bin string, b *bundle, w workload, c *corev1.Container
 		}
 		text = strings.ReplaceAll(text, from, fmt.Sprintf("127.0.0.1:%d", moved[l.port.number]))
 	}
+	// Peers in the cluster (Elasticsearch, Alertmanager) become a closed
+	// loopback port: the daemon must come up with them down, and no test
+	// resolves or dials a name outside this machine.
+	closed, err := peers.FreeTCPPort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	text = clusterURL.ReplaceAllString(text, fmt.Sprintf("${1}127.0.0.1:%d", closed))
 	writeFile(t, tr.path(cfgPath), []byte(text))
 
 	args := []string{"run", "-config", tr.path(cfgPath), "-data", tr.path(argValue(c.Args, "-data"))}
@@ -194,3 +203,7 @@ func tail(s string, n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// clusterURL matches the scheme and host:port of a URL to a Service by its
+// cluster DNS name.
+var clusterURL = regexp.MustCompile(`(https?://)[a-z0-9.-]+\.svc(?:\.cluster\.local)?(?::\d+)?`)
