@@ -67,6 +67,11 @@ type Engine struct {
 	// found broken), for the watcher.
 	filesHash [sha256.Size]byte
 	restored  map[string]*ruleSnapshot // state read at Start for rules not (yet) loaded
+	// countsLast is what countsFile holds (nil: not written yet, or
+	// unknown after a failed write); once written it is written even when
+	// no series is left, so it never outlives them.
+	countsMu   sync.Mutex
+	countsLast []byte
 
 	runMu   sync.Mutex
 	started bool // state restored
@@ -581,6 +586,8 @@ func (e *Engine) Tick(ctx context.Context, now time.Time) error {
 		// zeroed are the series that got their zero sample in this
 		// append; they get it again if the append is rolled back.
 		zeroed []*series
+		// counts are the series as appended, written before the commit.
+		counts = map[string][]seriesSnapshot{}
 	)
 	if e.opts.Appendable != nil {
 		app = e.opts.Appendable.AppenderV2(ctx)
@@ -633,6 +640,9 @@ func (e *Engine) Tick(ctx context.Context, now time.Time) error {
 				}
 				appended++
 			}
+			if len(s.series) > 0 {
+				counts[r.ID()] = s.seriesSnapshots()
+			}
 		}
 		quiet, throttle := e.resolveAfter(r), e.throttle(r)
 		for k, a := range s.alerts {
@@ -657,6 +667,9 @@ func (e *Engine) Tick(ctx context.Context, now time.Time) error {
 		s.mu.Unlock()
 	}
 	if app != nil {
+		if len(errs) == 0 {
+			e.saveCounts(counts)
+		}
 		if len(errs) > 0 {
 			errs = append(errs, app.Rollback())
 			appended = 0

@@ -1,12 +1,14 @@
 package logrules
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
@@ -14,6 +16,15 @@ import (
 
 // stateFile is the file under state_dir that holds every rule's state.
 const stateFile = "logrules-state.json"
+
+// countsFile holds the record series' counts as last appended to the
+// TSDB, written by every Tick before its commit. The state file is written
+// every state_interval only; after a crash its counts can be lower than
+// the samples in the TSDB, and a counter that goes down is a reset to
+// PromQL: increase() would count the whole counter again and alert on a
+// burst that never happened. Counts restored from this file are never
+// lower than what the TSDB holds.
+const countsFile = "logrules-counts.json"
 
 // ruleSnapshot is the persisted state of one rule, keyed by Rule.ID. Group
 // keys are field values joined, which may be any bytes: they are stored as
@@ -36,6 +47,9 @@ type seriesSnapshot struct {
 	Key    []byte            `json:"key"`
 	Labels map[string]string `json:"labels"`
 	Count  float64           `json:"count"`
+	// Created is the time of the series' first match: a series dropped as
+	// idle and started again is another series with the same key.
+	Created time.Time `json:"created,omitzero"`
 	// Last is the time of the latest match (absent in files of earlier
 	// versions: the restore time counts instead).
 	Last time.Time `json:"last,omitzero"`
@@ -61,10 +75,7 @@ type stateDoc struct {
 func (s *ruleState) snapshot() *ruleSnapshot {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	snap := &ruleSnapshot{}
-	for k, se := range s.series {
-		snap.Series = append(snap.Series, seriesSnapshot{Key: []byte(k), Labels: se.labels.Map(), Count: se.count, Last: se.last})
-	}
+	snap := &ruleSnapshot{Series: s.seriesSnapshots()}
 	for k, a := range s.alerts {
 		snap.Alerts = append(snap.Alerts, alertSnapshot{Key: []byte(k), Labels: a.labels.Map(), Annotations: a.annotations.Map(),
 			ActiveAt: a.activeAt, LastMatch: a.lastMatch, LastSent: a.lastSent, Count: a.count})
@@ -73,6 +84,17 @@ func (s *ruleState) snapshot() *ruleSnapshot {
 		snap.Seen = append(snap.Seen, seenSnapshot{Key: []byte(k), At: t})
 	}
 	return snap
+}
+
+// seriesSnapshots returns the record series. Called with s.mu held.
+func (s *ruleState) seriesSnapshots() []seriesSnapshot {
+	out := make([]seriesSnapshot, 0, len(s.series))
+	for k, se := range s.series {
+		out = append(out, seriesSnapshot{Key: []byte(k), Labels: se.labels.Map(), Count: se.count, Created: se.created, Last: se.last})
+	}
+	// Sorted, so that unchanged counts make an unchanged file.
+	slices.SortFunc(out, func(a, b seriesSnapshot) int { return bytes.Compare(a.Key, b.Key) })
+	return out
 }
 
 func (s *ruleState) restore(snap *ruleSnapshot, now time.Time) {
@@ -84,7 +106,7 @@ func (s *ruleState) restore(snap *ruleSnapshot, now time.Time) {
 			last = now
 		}
 		// Restored series were appended in an earlier run: no zero sample.
-		s.series[string(se.Key)] = &series{labels: labels.FromMap(se.Labels), count: se.Count, last: last, appended: true}
+		s.series[string(se.Key)] = &series{labels: labels.FromMap(se.Labels), count: se.Count, created: se.Created, last: last, appended: true}
 	}
 	for _, a := range snap.Alerts {
 		s.alerts[string(a.Key)] = &alertState{labels: labels.FromMap(a.Labels), annotations: labels.FromMap(a.Annotations),
@@ -121,13 +143,51 @@ func (e *Engine) SaveState() error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(e.cfg.StateDir, 0o755); err != nil {
+	if err := writeAtomic(e.cfg.StateDir, stateFile, data); err != nil {
 		return fmt.Errorf("log rules: state: %w", err)
 	}
-	path := filepath.Join(e.cfg.StateDir, stateFile)
-	tmp, err := os.CreateTemp(e.cfg.StateDir, stateFile+".*")
+	return nil
+}
+
+// countsDoc is the content of countsFile: rule ID → series.
+type countsDoc struct {
+	Version int                         `json:"version"`
+	Rules   map[string][]seriesSnapshot `json:"rules"`
+}
+
+// saveCounts writes the counts about to be committed to the TSDB. A
+// failure is logged, not fatal: the samples are still appended, and the
+// state file is the fallback.
+func (e *Engine) saveCounts(counts map[string][]seriesSnapshot) {
+	e.countsMu.Lock()
+	defer e.countsMu.Unlock()
+	if len(counts) == 0 && e.countsLast == nil {
+		return
+	}
+	data, err := json.Marshal(countsDoc{Version: stateVersion, Rules: counts})
+	if err == nil && bytes.Equal(data, e.countsLast) {
+		return // nothing matched since: no write, no fsync
+	}
+	if err == nil {
+		err = writeAtomic(e.cfg.StateDir, countsFile, data)
+	}
 	if err != nil {
-		return fmt.Errorf("log rules: state: %w", err)
+		e.countsLast = nil
+		e.log.Warn("log rules: series counts not saved", "err", err)
+		return
+	}
+	e.countsLast = data
+}
+
+// writeAtomic writes dir/name through a temporary file, fsync and rename.
+func writeAtomic(dir, name string, data []byte) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	path := filepath.Join(dir, name)
+	tmp, err := os.CreateTemp(dir, name+".*")
+	if err != nil {
+		return err
 	}
 	_, werr := tmp.Write(data)
 	if werr == nil {
@@ -141,7 +201,51 @@ func (e *Engine) SaveState() error {
 	}
 	if werr != nil {
 		_ = os.Remove(tmp.Name())
-		return fmt.Errorf("log rules: state: %w", werr)
+		return werr
+	}
+	return nil
+}
+
+// mergeCounts brings the counts of countsFile into the snapshots: per
+// series the later incarnation (created), and of the same one the higher
+// count, since counts only grow. Either file may be the newer one: the
+// counts file after a crash, the state file after a clean shutdown.
+func mergeCounts(dir string, snaps map[string]*ruleSnapshot) error {
+	data, err := os.ReadFile(filepath.Join(dir, countsFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var doc countsDoc
+	if err := json.Unmarshal(data, &doc); err != nil {
+		return fmt.Errorf("%s: %w", countsFile, err)
+	}
+	if doc.Version != stateVersion {
+		return fmt.Errorf("%s: version %d, want %d", countsFile, doc.Version, stateVersion)
+	}
+	for id, series := range doc.Rules {
+		snap := snaps[id]
+		if snap == nil {
+			snap = &ruleSnapshot{}
+			snaps[id] = snap
+		}
+		at := map[string]int{}
+		for i, se := range snap.Series {
+			at[string(se.Key)] = i
+		}
+		for _, se := range series {
+			i, ok := at[string(se.Key)]
+			if !ok {
+				snap.Series = append(snap.Series, se)
+				continue
+			}
+			have := &snap.Series[i]
+			if se.Created.After(have.Created) || se.Created.Equal(have.Created) && se.Count > have.Count {
+				*have = se
+			}
+		}
 	}
 	return nil
 }
@@ -149,19 +253,26 @@ func (e *Engine) SaveState() error {
 // restoreState reads the state file and hands each rule its part; state of
 // rules not loaded yet waits for them in e.restored.
 func (e *Engine) restoreState() error {
+	doc := stateDoc{Version: stateVersion}
 	data, err := os.ReadFile(filepath.Join(e.cfg.StateDir, stateFile))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		// A crash before the first save: the counts file may still be there.
+	case err != nil:
 		return err
+	default:
+		if err := json.Unmarshal(data, &doc); err != nil {
+			return fmt.Errorf("%s: %w", stateFile, err)
+		}
+		if doc.Version != stateVersion {
+			return fmt.Errorf("%s: version %d, want %d", stateFile, doc.Version, stateVersion)
+		}
 	}
-	var doc stateDoc
-	if err := json.Unmarshal(data, &doc); err != nil {
-		return fmt.Errorf("%s: %w", stateFile, err)
+	if doc.Rules == nil {
+		doc.Rules = map[string]*ruleSnapshot{}
 	}
-	if doc.Version != stateVersion {
-		return fmt.Errorf("%s: version %d, want %d", stateFile, doc.Version, stateVersion)
+	if err := mergeCounts(e.cfg.StateDir, doc.Rules); err != nil {
+		e.log.Warn("log rules: series counts not restored", "err", err)
 	}
 	e.loadMu.Lock()
 	defer e.loadMu.Unlock()
