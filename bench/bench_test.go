@@ -38,15 +38,22 @@ func TestWholeProcessQuick(t *testing.T) {
 	}
 
 	dir := t.TempDir()
-	jsonPath, mdPath := filepath.Join(dir, "results.json"), filepath.Join(dir, "RESULTS.md")
-	if err := res.WriteFiles(jsonPath, mdPath); err != nil {
+	jsonPath, mdPath, plotPath := filepath.Join(dir, "results.json"), filepath.Join(dir, "RESULTS.md"), filepath.Join(dir, "plot.png")
+	if err := res.WriteFiles(jsonPath, mdPath, plotPath); err != nil {
 		t.Fatal(err)
 	}
 	got := readResults(t, jsonPath)
 	cases, _ := o.Cases()
-	if got.Schema != SchemaVersion || got.Mode != "quick" || len(got.Cases) != len(cases) || len(got.Runs) != len(cases)*o.Reps || len(got.Summary) != len(cases) {
-		t.Fatalf("results: schema %d, mode %q, %d cases, %d runs, %d summaries; want %d cases run %d times",
-			got.Schema, got.Mode, len(got.Cases), len(got.Runs), len(got.Summary), len(cases), o.Reps)
+	overload := 0
+	for _, c := range cases {
+		if c.Overload {
+			overload++
+		}
+	}
+	// The overload cases run once.
+	if runs := (len(cases)-overload)*o.Reps + overload; got.Schema != SchemaVersion || got.Mode != "quick" || len(got.Cases) != len(cases) || len(got.Runs) != runs || len(got.Summary) != len(cases) {
+		t.Fatalf("results: schema %d, mode %q, %d cases, %d runs, %d summaries; want %d cases, %d runs",
+			got.Schema, got.Mode, len(got.Cases), len(got.Runs), len(got.Summary), len(cases), runs)
 	}
 	if got.Machine.CPUs == 0 || got.Versions[Leitstand] == "" || got.Versions[Rsyslog] == "" || got.Versions[SyslogNG] == "" {
 		t.Errorf("machine %+v, versions %v", got.Machine, got.Versions)
@@ -66,9 +73,16 @@ func TestWholeProcessQuick(t *testing.T) {
 			t.Errorf("rsyslog against itself: %+v", s.VsRsyslog)
 		}
 	}
+	checkLatencyAndOverload(t, got)
+	checkPlot(t, plotPath)
 	md, err := os.ReadFile(mdPath)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, want := range []string{"## End-to-end latency", "## Overload", "](plot.png)"} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("RESULTS.md has no %q", want)
+		}
 	}
 	for _, c := range cases {
 		if !strings.Contains(string(md), "## "+c.Group) || !strings.Contains(string(md), "| "+c.Daemon+" | ") {
@@ -76,6 +90,59 @@ func TestWholeProcessQuick(t *testing.T) {
 		}
 	}
 	t.Logf("\n%s", md)
+}
+
+// checkLatencyAndOverload: every case at a fixed rate below saturation
+// has latency figures for every mark that reached the output; every
+// leitstand run has its accounting, the overload cases stay within the
+// queue and lose nothing on the lossless paths.
+func checkLatencyAndOverload(t *testing.T, r Results) {
+	t.Helper()
+	for _, s := range r.Summary {
+		if s.OfferedRate > 0 && !strings.HasPrefix(s.Group, "overload/") {
+			l := s.Latency
+			if l == nil || l.Seen == 0 || l.Seen > l.Marks || l.P50Ms <= 0 || l.P50Ms > l.P99Ms || l.P99Ms > l.MaxMs {
+				t.Errorf("%s: latency %+v", s.Case, l)
+			}
+			if s.Path != PathUDP && l != nil && l.Seen != l.Marks {
+				t.Errorf("%s: %d of %d marks in the output", s.Case, l.Seen, l.Marks)
+			}
+		}
+	}
+	overload := 0
+	for _, m := range r.Runs {
+		if m.Error != "" || (m.Daemon != Leitstand && m.Daemon != LeitstandIPOnly) {
+			continue
+		}
+		a := m.Accounting
+		if a == nil {
+			t.Errorf("%s rep %d: no accounting", m.Case, m.Rep)
+			continue
+		}
+		if a.Sent != m.Sent || a.Delivered != m.Delivered || a.QueueCapacity <= 0 {
+			t.Errorf("%s rep %d: accounting %+v", m.Case, m.Rep, a)
+		}
+		if m.Path != PathUDP && (a.Unaccounted != 0 || len(a.Dropped) != 0) {
+			t.Errorf("%s rep %d: a lossless path lost events: %+v", m.Case, m.Rep, a)
+		}
+		if !strings.HasPrefix(m.Group, "overload/") {
+			continue
+		}
+		overload++
+		if a.MaxQueueDepth > a.QueueCapacity || a.MaxHeapInuseBytes <= 0 {
+			t.Errorf("%s: queue depth %d of %d, heap %d", m.Case, a.MaxQueueDepth, a.QueueCapacity, a.MaxHeapInuseBytes)
+		}
+		// Reported, not asserted: the kernel's count may run ahead of
+		// leitstand's metric (read from the next datagram's ancillary data).
+		t.Logf("%s: sent %d, delivered %d, dropped %v, kernel drops %d (metric) %d (/proc), unaccounted %d, peak RSS %.0f MiB",
+			m.Case, a.Sent, a.Delivered, a.Dropped, a.KernelDropsMetric, a.KernelDropsProc, a.Unaccounted, float64(m.PeakRSSBytes)/(1<<20))
+	}
+	if overload != 3 {
+		t.Errorf("%d overload runs, want 3", overload)
+	}
+	if r.Capacity.EventsPerSecond <= 0 {
+		t.Errorf("no capacity: %+v", r.Capacity)
+	}
 }
 
 // checkRun checks one run's counts and its personal-data check.

@@ -45,6 +45,9 @@ type startSpec struct {
 	path    Path
 	workDir string // a fresh folder for this run (leitstand's data)
 	bins    binaries
+	// queueSize and workers, when not 0, set leitstand's pipeline sizes
+	// (pipeline.queue_size, pipeline.workers) instead of its defaults.
+	queueSize, workers int
 }
 
 // leitstandConfig is the YAML of a leitstand run: the syslog listeners on
@@ -97,12 +100,17 @@ const ipOnlyAnonymize = `anonymize:
 
 // leitstandProc is a leitstand started from the binary built for the run.
 type leitstandProc struct {
-	cmd    *exec.Cmd
-	data   string
-	log    string
-	exited chan struct{}
-	err    error // of Wait, valid once exited is closed
+	cmd     *exec.Cmd
+	data    string
+	log     string
+	metrics string // the /metrics URL
+	udpPort int    // the syslog port (UDP and TCP)
+	exited  chan struct{}
+	err     error // of Wait, valid once exited is closed
 }
+
+// metricsURL is where leitstand's own metrics are scraped.
+func (p *leitstandProc) metricsURL() string { return p.metrics }
 
 // startLeitstand starts leitstand on free ports. Other programs on the
 // machine (tests running beside the benchmark) may take a port between
@@ -130,11 +138,21 @@ func startLeitstandOnce(ctx context.Context, s startSpec, ipOnly bool) (receiver
 	if ipOnly {
 		cfg += ipOnlyAnonymize
 	}
+	if s.queueSize > 0 || s.workers > 0 {
+		cfg += "pipeline:\n"
+		if s.queueSize > 0 {
+			cfg += fmt.Sprintf("  queue_size: %d\n", s.queueSize)
+		}
+		if s.workers > 0 {
+			cfg += fmt.Sprintf("  workers: %d\n", s.workers)
+		}
+	}
 	cfgPath := filepath.Join(s.workDir, "leitstand.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		return nil, "", err
 	}
-	p := &leitstandProc{data: filepath.Join(s.workDir, "data"), log: filepath.Join(s.workDir, "leitstand.log"), exited: make(chan struct{})}
+	p := &leitstandProc{data: filepath.Join(s.workDir, "data"), log: filepath.Join(s.workDir, "leitstand.log"), exited: make(chan struct{}),
+		metrics: fmt.Sprintf("http://127.0.0.1:%d/metrics", httpPort), udpPort: syslogPort}
 	if err := os.RemoveAll(p.data); err != nil { // a failed attempt's
 		return nil, "", err
 	}

@@ -46,6 +46,33 @@ type Options struct {
 	// set of cases per rate. UDP has no flow control, so "as fast as
 	// possible" would measure the sender, not the receivers.
 	UDPRates []float64
+	// LatencyRate is the fixed offered rate (messages or lines per
+	// second) of the TCP and NDJSON cases that measure latency below
+	// capacity; LatencyCount their input. 0: no such cases. The UDP cases
+	// measure latency too, at their rates.
+	LatencyRate  float64
+	LatencyCount int
+	// LatencyPeers runs rsyslog and syslog-ng in the TCP latency case
+	// too (leitstand alone otherwise).
+	LatencyPeers bool
+	// MaxCaseSeconds bounds the input of a fixed-rate case to this many
+	// seconds of sending (count = rate × MaxCaseSeconds when smaller). 0:
+	// no bound.
+	MaxCaseSeconds float64
+	// MarkEvery is the share of messages that carry their send time
+	// (leitstand-load -mark-every).
+	MarkEvery int
+	// Overload runs, after the other cases, leitstand alone under three
+	// times its capacity: UDP at 3× the delivered rate of its most
+	// overloaded UDP case in this run (or of its TCP case, when no UDP case
+	// lost events), and TCP and NDJSON as fast as OverloadConns
+	// connections go; OverloadCount messages each, once.
+	Overload      bool
+	OverloadCount int
+	OverloadConns int
+	// QueueSize and Workers, when not 0, replace leitstand's
+	// pipeline.queue_size and pipeline.workers (for memory experiments).
+	QueueSize, Workers int
 	// Seed and PIIShare pick the input (loadgen.NewMix).
 	Seed     uint64
 	PIIShare float64
@@ -66,18 +93,35 @@ type Options struct {
 	Command string
 }
 
-// Quick is the preset for CI: a few seconds per case, each case twice.
+// Quick is the preset for CI: a few seconds per case, each case twice
+// (the overload cases once); the latency case on TCP for leitstand alone.
 func Quick() Options {
 	return Options{Mode: "quick", Reps: 2, SyslogCount: 200_000, NDJSONCount: 200_000, SentryCount: 20_000,
-		UDPRates: []float64{50_000}, Seed: 1, PIIShare: loadgen.DefaultPIIShare}
+		UDPRates: []float64{50_000}, MaxCaseSeconds: 2, LatencyRate: 100_000, LatencyCount: 100_000, MarkEvery: loadgen.DefaultMarkEvery,
+		Overload: true, OverloadCount: 200_000, OverloadConns: 32,
+		Seed: 1, PIIShare: loadgen.DefaultPIIShare}
 }
 
 // Full is the preset for figures to publish: five times the input, three
-// runs per case, and UDP at three offered rates.
+// runs per case, UDP at three offered rates (at most 6 s of sending each).
 func Full() Options {
 	return Options{Mode: "full", Reps: 3, SyslogCount: 1_000_000, NDJSONCount: 1_000_000, SentryCount: 100_000,
-		UDPRates: []float64{50_000, 100_000, 200_000}, Seed: 1, PIIShare: loadgen.DefaultPIIShare}
+		UDPRates: []float64{50_000, 100_000, 200_000}, LatencyRate: 100_000, LatencyCount: 400_000, LatencyPeers: true,
+		MaxCaseSeconds: 6, MarkEvery: loadgen.DefaultMarkEvery,
+		Overload: true, OverloadCount: 1_000_000, OverloadConns: 32,
+		Seed: 1, PIIShare: loadgen.DefaultPIIShare}
 }
+
+// overloadFactor is how far beyond leitstand's capacity the overload cases
+// offer.
+const overloadFactor = 3
+
+// The overload groups; their cases run once, after the others.
+const (
+	OverloadUDP    = "overload/syslog-udp"
+	OverloadTCP    = "overload/syslog-tcp"
+	OverloadNDJSON = "overload/ndjson"
+)
 
 // Case is one daemon on one path with one input.
 type Case struct {
@@ -87,22 +131,50 @@ type Case struct {
 	Daemon string  `json:"daemon"`
 	Count  int     `json:"count"`
 	Rate   float64 `json:"offered_rate"` // 0: as fast as the receiver takes them
+	// Conns is the generator's connections, sockets or clients (0: its
+	// default). Overload marks the overload cases, which run once after
+	// the others; the UDP one gets its Rate when the capacity is known.
+	Conns    int  `json:"conns,omitempty"`
+	Overload bool `json:"overload,omitempty"`
 }
 
 // Cases lists the cases of the options, in the order they run.
 func (o Options) Cases() ([]Case, error) {
 	var cs []Case
 	add := func(p Path, group string, count int, rate float64, daemons ...string) {
+		if rate > 0 && o.MaxCaseSeconds > 0 {
+			count = min(count, int(rate*o.MaxCaseSeconds))
+		}
 		for _, d := range daemons {
 			cs = append(cs, Case{Name: group + "/" + d, Path: p, Group: group, Daemon: d, Count: count, Rate: rate})
 		}
 	}
 	add(PathTCP, string(PathTCP), o.SyslogCount, 0, Leitstand, Rsyslog, SyslogNG, LeitstandIPOnly)
+	if o.LatencyRate > 0 {
+		ds := []string{Leitstand}
+		if o.LatencyPeers {
+			ds = append(ds, Rsyslog, SyslogNG)
+		}
+		add(PathTCP, fmt.Sprintf("%s@%g", PathTCP, o.LatencyRate), o.LatencyCount, o.LatencyRate, ds...)
+	}
 	for _, r := range o.UDPRates {
 		add(PathUDP, fmt.Sprintf("%s@%g", PathUDP, r), o.SyslogCount, r, Leitstand, Rsyslog, SyslogNG)
 	}
 	add(PathNDJSON, string(PathNDJSON), o.NDJSONCount, 0, Leitstand)
+	if o.LatencyRate > 0 {
+		add(PathNDJSON, fmt.Sprintf("%s@%g", PathNDJSON, o.LatencyRate), o.LatencyCount, o.LatencyRate, Leitstand)
+	}
 	add(PathSentry, string(PathSentry), o.SentryCount, 0, Leitstand)
+	if o.Overload {
+		for _, c := range []Case{
+			{Path: PathUDP, Group: OverloadUDP, Conns: 2},
+			{Path: PathTCP, Group: OverloadTCP, Conns: o.OverloadConns},
+			{Path: PathNDJSON, Group: OverloadNDJSON, Conns: o.OverloadConns},
+		} {
+			c.Name, c.Daemon, c.Count, c.Overload = c.Group+"/"+Leitstand, Leitstand, o.OverloadCount, true
+			cs = append(cs, c)
+		}
+	}
 	if o.Only == "" {
 		return cs, nil
 	}
@@ -201,12 +273,30 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 		Machine:  machine(),
 		Versions: versions(ctx, bins),
 		Settings: Settings{Reps: o.Reps, SyslogCount: o.SyslogCount, NDJSONCount: o.NDJSONCount,
-			SentryCount: o.SentryCount, UDPRates: o.UDPRates, Seed: o.Seed, PIIShare: o.PIIShare},
+			SentryCount: o.SentryCount, UDPRates: o.UDPRates, Seed: o.Seed, PIIShare: o.PIIShare,
+			LatencyRate: o.LatencyRate, LatencyCount: o.LatencyCount, MaxCaseSeconds: o.MaxCaseSeconds,
+			MarkEvery: o.MarkEvery, QueueSize: o.QueueSize, Workers: o.Workers},
 		Cases: cases,
 	}
+	res.Machine.LoadStart = loadAverage()
 	pii := newPIISets(o, bins)
+	run := func(c Case, rep int) {
+		m := runCase(ctx, o, bins, pii, c, rep)
+		res.Runs = append(res.Runs, m)
+		if m.Error != "" {
+			logf(o.Log, "%-32s rep %d: FAILED: %s", c.Name, rep, firstLine(m.Error))
+			return
+		}
+		lat := ""
+		if l := m.Latency; l != nil {
+			lat = fmt.Sprintf(", latency p50 %.1f ms p99 %.1f ms max %.1f ms (%d marks)", l.P50Ms, l.P99Ms, l.MaxMs, l.Seen)
+		}
+		logf(o.Log, "%-32s rep %d: %d/%d delivered, %.2fs, %.2f CPU-s, %.0f events/s, %.0f events/CPU-s, peak RSS %.1f MiB%s",
+			c.Name, rep, m.Delivered, m.Sent, m.WallSeconds, m.CPUSeconds, m.EventsPerSecond, m.EventsPerCPUSecond, float64(m.PeakRSSBytes)/(1<<20), lat)
+	}
+	regular := slices.DeleteFunc(slices.Clone(cases), func(c Case) bool { return c.Overload })
 	for rep := 1; rep <= o.Reps; rep++ {
-		order := slices.Clone(cases)
+		order := slices.Clone(regular)
 		if rep%2 == 0 {
 			slices.Reverse(order)
 		}
@@ -214,19 +304,79 @@ func Run(ctx context.Context, o Options) (*Results, error) {
 			if err := ctx.Err(); err != nil {
 				return res, err
 			}
-			m := runCase(ctx, o, bins, pii, c, rep)
-			res.Runs = append(res.Runs, m)
-			if m.Error != "" {
-				logf(o.Log, "%-32s rep %d: FAILED: %s", c.Name, rep, firstLine(m.Error))
-			} else {
-				logf(o.Log, "%-32s rep %d: %d/%d delivered, %.2fs, %.2f CPU-s, %.0f events/s, %.0f events/CPU-s, peak RSS %.1f MiB",
-					c.Name, rep, m.Delivered, m.Sent, m.WallSeconds, m.CPUSeconds, m.EventsPerSecond, m.EventsPerCPUSecond, float64(m.PeakRSSBytes)/(1<<20))
-			}
+			run(c, rep)
 		}
 	}
+	// Overload: once each, after the capacity is known.
+	res.summarize()
+	for i := range res.Cases {
+		c := &res.Cases[i]
+		if !c.Overload {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		if c.Path == PathUDP {
+			res.Capacity = capacity(res.Summary)
+			c.Rate = overloadFactor * res.Capacity.EventsPerSecond
+			logf(o.Log, "overload: leitstand's capacity %.0f events/s (%s), offering %.0f/s", res.Capacity.EventsPerSecond, res.Capacity.Basis, c.Rate)
+		}
+		run(*c, 1)
+	}
 	res.Finished = time.Now().UTC()
+	res.Machine.LoadEnd = loadAverage()
 	res.summarize()
 	return res, nil
+}
+
+// Capacity is the rate leitstand's overload case is based on.
+type Capacity struct {
+	EventsPerSecond float64 `json:"events_per_second"`
+	// Basis says where it comes from: the case whose delivered rate it is.
+	Basis string `json:"basis"`
+}
+
+// fallbackCapacity is used when the run measured no capacity (a subset
+// of cases ran): about what leitstand takes over UDP on two cores.
+const fallbackCapacity = 130_000
+
+// capacity is leitstand's delivered rate in its UDP case that lost the
+// most (more than 1 %: the receiver was saturated), else in its TCP case
+// as fast as it goes.
+func capacity(sum []Summary) Capacity {
+	var best *Summary
+	for i := range sum {
+		s := &sum[i]
+		if s.Daemon != Leitstand || s.Path != PathUDP || s.OfferedRate <= 0 || s.Runs == 0 || strings.HasPrefix(s.Group, "overload/") {
+			continue
+		}
+		if s.Sent > 0 && float64(s.Lost) > 0.01*float64(s.Sent) && (best == nil || s.OfferedRate > best.OfferedRate) {
+			best = s
+		}
+	}
+	if best != nil {
+		return Capacity{best.EventsPerSecond, fmt.Sprintf("delivered rate of %s, which lost %.1f %%", best.Case, 100*float64(best.Lost)/float64(best.Sent))}
+	}
+	for _, s := range sum {
+		if s.Case == string(PathTCP)+"/"+Leitstand && s.Runs > 0 {
+			return Capacity{s.EventsPerSecond, "delivered rate of " + s.Case + " (no UDP case of this run saturated leitstand)"}
+		}
+	}
+	return Capacity{fallbackCapacity, "a fixed estimate: this run measured no capacity"}
+}
+
+// loadAverage is /proc/loadavg's first three fields.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
 }
 
 func logf(w io.Writer, format string, args ...any) {
@@ -274,8 +424,13 @@ func (p *piiSets) of(c Case) (loadgen.PIISet, error) {
 }
 
 // Polling of the output: often enough that a run of one or two seconds is
-// timed to a few per cent, cheap because only new bytes are read.
-const pollEvery = 20 * time.Millisecond
+// timed to a few per cent, cheap because only new bytes are read. Cases
+// at a fixed rate, which measure latency, look every 2 ms: the arrival
+// time of a marked line is the first poll that sees it.
+const (
+	pollEvery        = 20 * time.Millisecond
+	latencyPollEvery = 2 * time.Millisecond
+)
 
 // udpQuiet is how long a UDP output must stay the same after the sender
 // has finished before the rest counts as lost.
@@ -284,6 +439,11 @@ const udpQuiet = 2 * time.Second
 // stallAfter is how long a lossless path may make no progress after the
 // sender has finished before the case fails.
 const stallAfter = 30 * time.Second
+
+// metricsReceiver is a receiver with a /metrics endpoint (leitstand).
+type metricsReceiver interface {
+	metricsURL() string
+}
 
 // runCase starts the daemon, lets the generator send, follows the output
 // until everything arrived (or, for UDP, until it stopped growing), reads
@@ -302,7 +462,7 @@ func runCase(ctx context.Context, o Options, bins binaries, pii *piiSets, c Case
 	}
 	defer os.RemoveAll(dir)
 
-	spec := startSpec{path: c.Path, workDir: dir, bins: bins}
+	spec := startSpec{path: c.Path, workDir: dir, bins: bins, queueSize: o.QueueSize, workers: o.Workers}
 	var rcv receiver
 	var target string
 	switch c.Daemon {
@@ -330,22 +490,48 @@ func runCase(ctx context.Context, o Options, bins binaries, pii *piiSets, c Case
 		return fail(err)
 	}
 	pid := rcv.PID()
+	mr, _ := rcv.(metricsReceiver)
+	var before metricSet
+	if mr != nil {
+		if before, err = scrape(ctx, mr.metricsURL()); err != nil {
+			gen.abort()
+			return fail(fmt.Errorf("metrics before the run: %v", err))
+		}
+	}
 	cpu0, err := procCPU(pid)
 	if err != nil {
 		gen.abort()
 		return fail(err)
 	}
-	t0 := time.Now()
+	counter := newLineCounter()
+	defer counter.close()
+	poll := pollEvery
+	var latencies []time.Duration
+	var t0 time.Time
+	if c.Rate > 0 && !c.Overload && o.MarkEvery > 0 {
+		// A latency is the time from the generator's start (its gate,
+		// opened just after t0) to the poll that saw the line, less the
+		// send time in the mark: both from monotonic clocks.
+		poll = latencyPollEvery
+		counter.onMark = func(sentNS int64) {
+			latencies = append(latencies, time.Since(t0)-time.Duration(sentNS))
+		}
+	}
+	var samp *sampler
+	if mr != nil && c.Overload {
+		samp = startSampler(ctx, mr.metricsURL())
+		defer samp.finish()
+	}
+	t0 = time.Now()
 	if err := gen.start(); err != nil {
 		return fail(err)
 	}
 	defer gen.abort() // a no-op once it has exited
 
-	counter := newLineCounter()
 	var seen int64
 	tLast, cpuLast := t0, cpu0
 	var report *loadgen.Report
-	tick := time.NewTicker(pollEvery)
+	tick := time.NewTicker(poll)
 	defer tick.Stop()
 	for {
 		select {
@@ -392,6 +578,21 @@ func runCase(ctx context.Context, o Options, bins binaries, pii *piiSets, c Case
 	if m.PeakRSSBytes, err = peakRSS(pid); err != nil {
 		return fail(err)
 	}
+	if counter.onMark != nil {
+		m.Latency = latencyStats(latencies, report.Marks)
+	}
+	var after metricSet
+	var procDrops int64
+	if mr != nil {
+		if after, err = scrape(ctx, mr.metricsURL()); err != nil {
+			return fail(fmt.Errorf("metrics after the run: %v", err))
+		}
+		if lp, ok := rcv.(*leitstandProc); ok && c.Path == PathUDP {
+			if procDrops, err = udpDrops(lp.udpPort); err != nil {
+				return fail(err)
+			}
+		}
+	}
 	if rcv.stopFirst() {
 		finished = true
 		if err := rcv.Finish(); err != nil {
@@ -404,6 +605,13 @@ func runCase(ctx context.Context, o Options, bins binaries, pii *piiSets, c Case
 	}
 	if m.Delivered, err = countLines(outs); err != nil {
 		return fail(err)
+	}
+	if mr != nil {
+		m.Accounting = account(c.Path, before, after, m.Sent, m.Delivered, procDrops)
+		m.Accounting.Retries, m.Accounting.SenderErrors = report.Retries, report.Errors
+		if samp != nil {
+			m.Accounting.MaxQueueDepth, m.Accounting.MaxHeapInuseBytes = samp.finish()
+		}
 	}
 	set, err := pii.of(c)
 	if err != nil {
@@ -443,7 +651,10 @@ func startGenerator(ctx context.Context, bins binaries, c Case, o Options, targe
 	args := []string{"-mode", string(c.Path), "-target", target, "-count", strconv.Itoa(c.Count),
 		"-seed", strconv.FormatUint(o.Seed, 10), "-pii", strconv.FormatFloat(o.PIIShare, 'g', -1, 64),
 		"-rate", strconv.FormatFloat(c.Rate, 'g', -1, 64), "-samples", bins.samples,
-		"-duration", o.CaseTimeout.String(), "-gate"}
+		"-duration", o.CaseTimeout.String(), "-mark-every", strconv.Itoa(o.MarkEvery), "-gate"}
+	if c.Conns > 0 {
+		args = append(args, "-conns", strconv.Itoa(c.Conns))
+	}
 	g := &generator{stderr: &bytes.Buffer{}, done: make(chan genResult, 1)}
 	g.cmd = exec.Command(bins.load, args...)
 	g.cmd.Stderr = g.stderr

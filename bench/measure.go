@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/leitstand/leitstand/bench/loadgen"
 )
 
 // userHZ is the unit of the times in /proc/PID/stat (USER_HZ, 100 on
@@ -67,41 +69,72 @@ func peakRSS(pid int) (int64, error) {
 }
 
 // lineCounter counts the lines of growing output files, reading only what
-// was added since the last call.
+// was added since the last call, and hands the latency marks in them
+// (loadgen.ScanMarks) to onMark. It keeps the files open between calls.
 type lineCounter struct {
-	offsets map[string]int64
-	lines   int64
-	buf     []byte
+	files  map[string]*tailFile
+	lines  int64
+	buf    []byte
+	onMark func(sentNS int64) // nil: marks are not looked for
+}
+
+type tailFile struct {
+	f   *os.File
+	off int64 // just after the last whole line read
 }
 
 func newLineCounter() *lineCounter {
-	return &lineCounter{offsets: map[string]int64{}, buf: make([]byte, 1<<20)}
+	return &lineCounter{files: map[string]*tailFile{}, buf: make([]byte, 1<<20)}
 }
 
-// count reads the new part of each plain file (compressed files are
-// complete when they appear and are counted by countLines at the end).
+// count reads the new whole lines of each plain file (compressed files are
+// complete when they appear and are counted by countLines at the end). A
+// line still being written is read again, whole, by a later call.
 func (l *lineCounter) count(paths []string) int64 {
 	for _, p := range paths {
 		if strings.HasSuffix(p, ".gz") {
 			continue
 		}
-		f, err := os.Open(p)
-		if err != nil {
-			continue
+		tf := l.files[p]
+		if tf == nil {
+			f, err := os.Open(p)
+			if err != nil {
+				continue
+			}
+			tf = &tailFile{f: f}
+			l.files[p] = tf
 		}
-		off := l.offsets[p]
 		for {
-			n, err := f.ReadAt(l.buf, off)
-			l.lines += int64(bytes.Count(l.buf[:n], []byte{'\n'}))
-			off += int64(n)
-			if err != nil || n == 0 {
+			n, err := tf.f.ReadAt(l.buf, tf.off)
+			chunk := l.buf[:n]
+			last := bytes.LastIndexByte(chunk, '\n')
+			if last < 0 {
+				if n == len(l.buf) { // a line longer than the buffer: skip it
+					tf.off += int64(n)
+					continue
+				}
+				break
+			}
+			whole := chunk[:last+1]
+			l.lines += int64(bytes.Count(whole, []byte{'\n'}))
+			if l.onMark != nil {
+				loadgen.ScanMarks(whole, l.onMark)
+			}
+			tf.off += int64(last + 1)
+			if err != nil || n < len(l.buf) {
 				break
 			}
 		}
-		l.offsets[p] = off
-		f.Close()
 	}
 	return l.lines
+}
+
+// close closes the files.
+func (l *lineCounter) close() {
+	for _, tf := range l.files {
+		tf.f.Close()
+	}
+	clear(l.files)
 }
 
 // countLines counts the complete lines of files, gzip ones decompressed:

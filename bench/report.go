@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -35,6 +37,11 @@ type Results struct {
 	// Summary holds one line per case: medians over its runs and the
 	// ratios to the peers on the same path in this run.
 	Summary []Summary `json:"summary"`
+	// Capacity is what the UDP overload case offered three times.
+	Capacity Capacity `json:"capacity,omitzero"`
+	// Plot is the PNG of delivered against offered rate, relative to the
+	// results files (set by WriteFiles).
+	PlotFile string `json:"plot,omitempty"`
 }
 
 // Machine is where the figures were taken.
@@ -45,6 +52,10 @@ type Machine struct {
 	Kernel    string `json:"kernel"`
 	OS        string `json:"os,omitempty"`
 	GoVersion string `json:"go_version"`
+	// LoadStart and LoadEnd are /proc/loadavg (1, 5, 15 minutes) when the
+	// run began and ended: other work on the machine.
+	LoadStart string `json:"load_start,omitempty"`
+	LoadEnd   string `json:"load_end,omitempty"`
 }
 
 // Settings are the inputs of the run.
@@ -56,6 +67,15 @@ type Settings struct {
 	UDPRates    []float64 `json:"udp_rates"`
 	Seed        uint64    `json:"seed"`
 	PIIShare    float64   `json:"pii_share"`
+	// The latency cases, the bound on fixed-rate inputs, the marks.
+	LatencyRate    float64 `json:"latency_rate,omitempty"`
+	LatencyCount   int     `json:"latency_count,omitempty"`
+	MaxCaseSeconds float64 `json:"max_case_seconds,omitempty"`
+	MarkEvery      int     `json:"mark_every,omitempty"`
+	// QueueSize and Workers replaced leitstand's pipeline defaults when
+	// not 0.
+	QueueSize int `json:"queue_size,omitempty"`
+	Workers   int `json:"workers,omitempty"`
 }
 
 // Measurement is one run of one case.
@@ -87,9 +107,14 @@ type Measurement struct {
 	CPUSecondsPerMillion float64 `json:"cpu_seconds_per_million"`
 	MiBPerSecond         float64 `json:"mib_per_second"`
 	// PII is the check of the output for personal data of the input.
-	PII       PIICheck        `json:"pii"`
-	Generator *loadgen.Report `json:"generator,omitempty"`
-	Error     string          `json:"error,omitempty"`
+	PII PIICheck `json:"pii"`
+	// Latency is the end-to-end latency of the marked messages (cases
+	// at a fixed rate below saturation).
+	Latency *LatencyStats `json:"latency,omitempty"`
+	// Accounting reconciles sent, delivered and leitstand's counters.
+	Accounting *Accounting     `json:"accounting,omitempty"`
+	Generator  *loadgen.Report `json:"generator,omitempty"`
+	Error      string          `json:"error,omitempty"`
 }
 
 // PIICheck says how much of the input's personal data came out again.
@@ -161,6 +186,36 @@ type Summary struct {
 	// PII holds the most personal data any run let through, by kind.
 	PIISent     map[string]int `json:"pii_sent"`
 	PIISurvived map[string]int `json:"pii_survived"`
+	// Latency: the median over the runs of each percentile, the highest
+	// maximum, and the marks of all runs.
+	Latency *LatencyStats `json:"latency,omitempty"`
+}
+
+// LatencyStats is the distribution of the time from the generator's write
+// of a marked message to the poll of the output that found it.
+type LatencyStats struct {
+	Marks int64   `json:"marks"` // marked messages sent
+	Seen  int64   `json:"seen"`  // marks found in the output
+	P50Ms float64 `json:"p50_ms"`
+	P90Ms float64 `json:"p90_ms"`
+	P99Ms float64 `json:"p99_ms"`
+	MaxMs float64 `json:"max_ms"`
+}
+
+// latencyStats summarizes the latencies of one run (nearest-rank
+// percentiles).
+func latencyStats(d []time.Duration, marks int64) *LatencyStats {
+	l := &LatencyStats{Marks: marks, Seen: int64(len(d))}
+	if len(d) == 0 {
+		return l
+	}
+	slices.Sort(d)
+	q := func(p float64) float64 {
+		i := int(math.Ceil(p*float64(len(d)))) - 1
+		return float64(d[max(i, 0)]) / float64(time.Millisecond)
+	}
+	l.P50Ms, l.P90Ms, l.P99Ms, l.MaxMs = q(0.50), q(0.90), q(0.99), q(1)
+	return l
 }
 
 // Ratio compares a case with a peer: above 1 means more events per wall
@@ -176,7 +231,8 @@ func (r *Results) summarize() {
 	for _, c := range r.Cases {
 		s := Summary{Case: c.Name, Group: c.Group, Path: c.Path, Daemon: c.Daemon, OfferedRate: c.Rate,
 			PIISent: map[string]int{}, PIISurvived: map[string]int{}}
-		var eps, epc, cpm, mibs, rss, gen, delivered []float64
+		var eps, epc, cpm, mibs, rss, gen, delivered, p50, p90, p99 []float64
+		var lat *LatencyStats
 		for _, m := range r.Runs {
 			if m.Case != c.Name {
 				continue
@@ -195,6 +251,15 @@ func (r *Results) summarize() {
 				gen = append(gen, m.Generator.PerSecond)
 			}
 			delivered = append(delivered, float64(m.Delivered))
+			if l := m.Latency; l != nil {
+				if lat == nil {
+					lat = &LatencyStats{}
+				}
+				lat.Marks += l.Marks
+				lat.Seen += l.Seen
+				lat.MaxMs = max(lat.MaxMs, l.MaxMs)
+				p50, p90, p99 = append(p50, l.P50Ms), append(p90, l.P90Ms), append(p99, l.P99Ms)
+			}
 			s.Sent = m.Sent
 			for k, v := range m.PII.Sent {
 				s.PIISent[k] = v
@@ -206,6 +271,10 @@ func (r *Results) summarize() {
 		s.EventsPerSecond, s.EventsPerCPUSecond = median(eps), median(epc)
 		s.CPUSecondsPerMillion, s.MiBPerSecond, s.PeakRSSMiB = median(cpm), median(mibs), median(rss)
 		s.GeneratorPerSecond = median(gen)
+		if lat != nil {
+			lat.P50Ms, lat.P90Ms, lat.P99Ms = median(p50), median(p90), median(p99)
+			s.Latency = lat
+		}
 		if len(delivered) > 0 {
 			s.Delivered = int64(median(delivered) + 0.5)
 			s.Lost = s.Sent - s.Delivered
@@ -277,11 +346,28 @@ func ReadResults(path string) (*Results, error) {
 	return &r, nil
 }
 
-// WriteFiles writes the results as JSON to jsonPath and as Markdown to
-// mdPath (either may be empty).
-func (r *Results) WriteFiles(jsonPath, mdPath string) error {
+// WriteFiles writes the plot of delivered against offered rate as a PNG
+// to plotPath, the results as JSON to jsonPath and as Markdown (which
+// links the plot) to mdPath; any may be empty. Without a UDP case at a
+// fixed rate there is no plot.
+func (r *Results) WriteFiles(jsonPath, mdPath, plotPath string) error {
 	if len(r.Runs) == 0 {
 		return errNoResults
+	}
+	if plotPath != "" {
+		if png, err := r.Plot(); err == nil {
+			if err := writeFile(plotPath, png); err != nil {
+				return err
+			}
+			rel := mdPath
+			if rel == "" {
+				rel = jsonPath
+			}
+			if r.PlotFile, err = filepath.Rel(filepath.Dir(rel), plotPath); err != nil {
+				r.PlotFile = plotPath
+			}
+			r.PlotFile = filepath.ToSlash(r.PlotFile)
+		}
 	}
 	if jsonPath != "" {
 		var b bytes.Buffer
@@ -396,6 +482,13 @@ func (r *Results) Markdown(w io.Writer) {
 		}
 		fmt.Fprintln(w)
 	}
+	r.latencyMarkdown(w)
+	r.overloadMarkdown(w)
+	if r.PlotFile != "" {
+		fmt.Fprintf(w, "## Delivered against offered rate\n\n")
+		fmt.Fprintf(w, "Syslog over UDP, the medians of the cases above; offered is the rate the generator reached, delivered the rate the output grew at (the overload case included). TCP is not plotted: its flow control slows the sender down to what the receiver takes, so delivered equals offered up to the capacity in the tables.\n\n")
+		fmt.Fprintf(w, "![delivered against offered rate, syslog over UDP](%s)\n\n", r.PlotFile)
+	}
 	if f := r.Failures(); len(f) > 0 {
 		fmt.Fprintf(w, "## Failed runs\n\n")
 		for _, x := range f {
@@ -405,6 +498,9 @@ func (r *Results) Markdown(w io.Writer) {
 	}
 	fmt.Fprintf(w, "## Setup\n\n")
 	fmt.Fprintf(w, "- Machine: %s, %d CPUs, %d MiB, Linux %s, %s, %s\n", r.Machine.CPU, r.Machine.CPUs, r.Machine.MemoryMiB, r.Machine.Kernel, r.Machine.OS, r.Machine.GoVersion)
+	if r.Machine.LoadStart != "" {
+		fmt.Fprintf(w, "- Load average (1, 5, 15 min) at the start: %s; at the end: %s (other work shares the machine: compare ratios from one run)\n", r.Machine.LoadStart, r.Machine.LoadEnd)
+	}
 	for _, k := range []string{Leitstand, Rsyslog, SyslogNG} {
 		if v, ok := r.Versions[k]; ok {
 			fmt.Fprintf(w, "- %s: %s\n", k, v)
@@ -418,6 +514,114 @@ func (r *Results) Markdown(w io.Writer) {
 - Events counted as lines in the output files; CPU seconds are utime+stime(+cutime+cstime) of the receiving process from /proc/PID/stat between the start of sending and the last event seen; peak RSS is VmHWM. The generator runs as its own process and is not counted.
 - "personal data left": occurrences of the input's e-mail addresses and untruncated IP addresses found in the output. The peers truncate IPs only, so the e-mail addresses stay in their files.
 `)
+}
+
+// latencyMarkdown writes the latency table: the cases at a fixed rate
+// below saturation.
+func (r *Results) latencyMarkdown(w io.Writer) {
+	var rows []Summary
+	for _, s := range r.Summary {
+		if s.Latency != nil && s.Latency.Seen > 0 {
+			rows = append(rows, s)
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "## End-to-end latency at a fixed offered rate\n\n")
+	fmt.Fprintf(w, "From the generator's write of a message to the moment its line was in the output file. One message in %d carries its send time (`lsbt=1` and 15 digits: nanoseconds since the generator's start, from its monotonic clock); the harness polls the output every %s and takes its own monotonic time since it opened the generator's gate. A latency is overstated by up to one poll interval (and by the time the gate takes, well under a millisecond). Medians over the runs of each percentile; max is the largest of any run. Cases at saturation are left out: their latency is the queue's length.\n\n",
+		r.Settings.MarkEvery, latencyPollEvery)
+	fmt.Fprintln(w, "| case | offered/s | generator reached/s | marks seen / sent | p50 ms | p90 ms | p99 ms | max ms |")
+	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	for _, s := range rows {
+		l := s.Latency
+		fmt.Fprintf(w, "| %s | %.0f | %.0f | %d / %d | %.1f | %.1f | %.1f | %.1f |\n", s.Case, s.OfferedRate, s.GeneratorPerSecond, l.Seen, l.Marks, l.P50Ms, l.P90Ms, l.P99Ms, l.MaxMs)
+	}
+	fmt.Fprintf(w, "\nleitstand's configuration for these figures: the file sink writes each batch with one `write` and no fsync (`fsync: never`; the default `interval` syncs once a second beside the writes, `always` syncs before each batch is acknowledged and adds the disk's flush time); syslog batches of up to 256 events or 10 ms (`batch_events`, `batch_linger`, the defaults), so below saturation a message waits up to 10 ms for its batch; NDJSON requests of 500 lines, a line's latency includes its whole request; pipeline with the default %s. rsyslog and syslog-ng run as in the tables: `omfile` and `file()` with their default buffering.\n\n", pipelineSetting(r.Settings))
+}
+
+func pipelineSetting(s Settings) string {
+	q, w := "queue_size 65536", "workers = CPUs"
+	if s.QueueSize > 0 {
+		q = fmt.Sprintf("queue_size %d (changed for this run)", s.QueueSize)
+	}
+	if s.Workers > 0 {
+		w = fmt.Sprintf("workers %d (changed for this run)", s.Workers)
+	}
+	return q + ", " + w
+}
+
+// overloadMarkdown writes the overload cases' accounting, and that of
+// every leitstand UDP run.
+func (r *Results) overloadMarkdown(w io.Writer) {
+	overload := map[string]bool{}
+	for _, c := range r.Cases {
+		overload[c.Name] = c.Overload
+	}
+	var rows []Measurement
+	for _, m := range r.Runs {
+		if m.Accounting != nil && m.Error == "" && (overload[m.Case] || m.Path == PathUDP) {
+			rows = append(rows, m)
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "## Overload and the accounting of every event\n\n")
+	if r.Capacity.EventsPerSecond > 0 {
+		fmt.Fprintf(w, "The overload cases offer leitstand %d× its capacity, taken as %.0f events/s (%s): UDP at that rate from several sockets, and TCP and NDJSON as fast as %s connections go. They run once each, after the other cases.\n\n",
+			overloadFactor, r.Capacity.EventsPerSecond, r.Capacity.Basis, overloadConns(r.Cases))
+	}
+	fmt.Fprintf(w, "For each leitstand run below, /metrics was scraped before the generator started and after the output stopped growing (before SIGTERM). **sent** is what the generator wrote (UDP) or got acknowledged (TCP, NDJSON); **delivered** the lines in the output; **dropped** `leitstand_events_dropped_total` by reason; **kernel** the datagrams the kernel dropped at leitstand's sockets, by `leitstand_syslog_kernel_drops_total` and by the drops column of `/proc/net/udp`; **unaccounted** is sent − delivered − dropped − kernel (metric): events lost without a counter saying so; **refused** `leitstand_events_refused_total` (answered 429, sent again by the generator). The memory bound is the pipeline queue (`leitstand_queue_capacity_events`; every queued or processing event holds a place) and, for HTTP bodies, `max_inflight_bytes` (256 MiB by default); the highest queue depth and Go heap in use are from sampling /metrics every 200 ms (overload cases).\n\n")
+	fmt.Fprintln(w, "| run | offered/s | reached/s | sent | delivered | dropped (metric) | kernel drops metric / proc | unaccounted | refused (resent) | max queue depth / capacity | max heap in use MiB | peak RSS MiB |")
+	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+	for _, m := range rows {
+		a := m.Accounting
+		// TCP writes end in the socket buffers: the generator's rate says
+		// nothing there.
+		reached := "–"
+		if m.Generator != nil && m.Path != PathTCP {
+			reached = fmt.Sprintf("%.0f", m.Generator.PerSecond)
+		}
+		offered := "as fast as it goes"
+		if m.OfferedRate > 0 {
+			offered = fmt.Sprintf("%.0f", m.OfferedRate)
+		}
+		depth, heap := "–", "–"
+		if a.MaxQueueDepth > 0 || a.MaxHeapInuseBytes > 0 {
+			depth = fmt.Sprintf("%d / %d", a.MaxQueueDepth, a.QueueCapacity)
+			heap = fmt.Sprintf("%.1f", float64(a.MaxHeapInuseBytes)/(1<<20))
+		}
+		var refused int64
+		for _, n := range a.Refused {
+			refused += n
+		}
+		fmt.Fprintf(w, "| %s rep %d | %s | %s | %d | %d | %s | %d / %d | %d | %d | %s | %s | %.1f |\n",
+			m.Case, m.Rep, offered, reached, a.Sent, a.Delivered, fmtCounts(a.Dropped), a.KernelDropsMetric, a.KernelDropsProc,
+			a.Unaccounted, refused, depth, heap, float64(m.PeakRSSBytes)/(1<<20))
+	}
+	fmt.Fprintln(w)
+}
+
+func overloadConns(cs []Case) string {
+	for _, c := range cs {
+		if c.Overload && c.Path != PathUDP {
+			return strconv.Itoa(c.Conns)
+		}
+	}
+	return "many"
+}
+
+// fmtCounts prints counts by reason: "queue_full 123", or 0.
+func fmtCounts(m map[string]int64) string {
+	if len(m) == 0 {
+		return "0"
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s %d", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // itoa formats a count for the tables.

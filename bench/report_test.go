@@ -63,7 +63,7 @@ func TestLineCounter(t *testing.T) {
 func TestSummaryAndMarkdown(t *testing.T) {
 	o := Quick()
 	o.UDPRates = nil
-	o.Only = "syslog-tcp/(leitstand|rsyslog|syslog-ng)$"
+	o.Only = "^syslog-tcp/(leitstand|rsyslog|syslog-ng)$"
 	cases, err := o.Cases()
 	if err != nil || len(cases) != 3 {
 		t.Fatalf("cases %v, %v", cases, err)
@@ -96,7 +96,7 @@ func TestSummaryAndMarkdown(t *testing.T) {
 			t.Errorf("Markdown lacks %q:\n%s", want, b.String())
 		}
 	}
-	if err := (&Results{}).WriteFiles("", ""); err == nil {
+	if err := (&Results{}).WriteFiles("", "", ""); err == nil {
 		t.Error("empty results written")
 	}
 }
@@ -104,8 +104,9 @@ func TestSummaryAndMarkdown(t *testing.T) {
 func TestCasesOnly(t *testing.T) {
 	o := Full()
 	all, _ := o.Cases()
-	// 4 TCP, 3 per UDP rate, NDJSON, Sentry.
-	if want := 4 + 3*len(o.UDPRates) + 2; len(all) != want {
+	// 4 TCP, 3 TCP at the latency rate (peers too), 3 per UDP rate, NDJSON twice,
+	// Sentry, 3 overload.
+	if want := 4 + 3 + 3*len(o.UDPRates) + 2 + 1 + 3; len(all) != want {
 		t.Errorf("%d cases, want %d", len(all), want)
 	}
 	o.Only = "nothing-matches"

@@ -62,6 +62,9 @@ type Options struct {
 	Batch int
 	// SentryDir holds the SDK captures (bench/testdata/sentry).
 	SentryDir string
+	// MarkEvery marks every MarkEvery-th syslog message or NDJSON line
+	// with its send time (see MarkPrefix); 0 marks none.
+	MarkEvery int
 	// Gate, when set, is called once the input is prepared and before the
 	// first byte is sent; the clock starts when it returns. The command
 	// uses it to let the harness read the receiver's CPU time just then.
@@ -96,6 +99,11 @@ type Report struct {
 	// Errors counts failed writes (UDP: ENOBUFS, ECONNREFUSED).
 	Errors     int64  `json:"errors,omitempty"`
 	FirstError string `json:"first_error,omitempty"`
+	// MarkEvery is Options.MarkEvery; Marks counts the marked messages
+	// that were sent (written, or acknowledged for HTTP). Their marks
+	// hold the nanoseconds from Started to their write.
+	MarkEvery int   `json:"mark_every,omitempty"`
+	Marks     int64 `json:"marks,omitempty"`
 	// OfferedRate is Options.Rate: 0 means as fast as it goes.
 	OfferedRate float64   `json:"offered_rate"`
 	Conns       int       `json:"conns"`
@@ -146,8 +154,11 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	if o.Batch <= 0 {
 		o.Batch = 500
 	}
+	if o.MarkEvery < 0 || o.Mode == ModeSentry {
+		o.MarkEvery = 0
+	}
 	rep := &Report{Mode: o.Mode, Target: o.Target, Seed: o.Seed, PIIShare: o.PIIShare, Count: o.Count,
-		OfferedRate: o.Rate, Conns: o.Conns, PII: map[string]int{}}
+		OfferedRate: o.Rate, Conns: o.Conns, MarkEvery: o.MarkEvery, PII: map[string]int{}}
 	var send func(ctx context.Context, rep *Report, lim *limiter) error
 	switch o.Mode {
 	case ModeSyslogTCP, ModeSyslogUDP:
@@ -177,7 +188,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	ctx, cancel := context.WithTimeout(ctx, o.Duration)
 	defer cancel()
 	rep.Started = time.Now()
-	lim := &limiter{start: rep.Started, rate: o.Rate}
+	lim := &limiter{start: rep.Started, rate: o.Rate, stamper: stamper{epoch: rep.Started}}
 	err := send(ctx, rep, lim)
 	rep.Finished = time.Now()
 	rep.Seconds = rep.Finished.Sub(rep.Started).Seconds()
@@ -197,6 +208,7 @@ type limiter struct {
 	start    time.Time
 	rate     float64
 	reserved atomic.Int64
+	stamper  // writes send times into marks
 }
 
 // wait blocks until n more units may go.
@@ -240,6 +252,9 @@ func (l *limiter) unit(conns, max int) int {
 type stream struct {
 	data []byte
 	ends []int
+	// marks are the marked messages (indices into ends, ascending) and
+	// markAt the offsets of their digits in data.
+	marks, markAt []int
 }
 
 func prepareSyslog(o Options, rep *Report) []stream {
@@ -256,12 +271,20 @@ func prepareSyslog(o Options, rep *Report) []stream {
 			for _, p := range msg.PII {
 				rep.PII[p.Kind]++
 			}
+			marked := o.MarkEvery > 0 && i%o.MarkEvery == 0
+			if marked {
+				msg.Text += " " + markPlaceholder
+			}
 			if o.Mode == ModeSyslogTCP {
 				s.data, scratch = msg.AppendOctetCounted(s.data, scratch)
 			} else {
 				s.data = msg.AppendRFC5424(s.data)
 			}
 			s.ends = append(s.ends, len(s.data))
+			if marked { // the text, and so the mark, ends the message
+				s.marks = append(s.marks, len(s.ends)-1)
+				s.markAt = append(s.markAt, len(s.data)-MarkDigits)
+			}
 		}
 	}
 	return streams
@@ -289,6 +312,7 @@ type counters struct {
 	retries  int64
 	refused  int64
 	errors   int64
+	marks    int64
 	firstErr string
 	status   map[string]int64
 }
@@ -305,6 +329,7 @@ func (c *counters) fail(err error) {
 func (c *counters) into(rep *Report) {
 	rep.Sent, rep.Events, rep.Bytes = c.sent, c.events, c.bytes
 	rep.Requests, rep.Retries, rep.Refused, rep.Errors = c.requests, c.retries, c.refused, c.errors
+	rep.Marks = c.marks
 	rep.FirstError = c.firstErr
 	if len(c.status) > 0 {
 		rep.Status = c.status
@@ -345,6 +370,7 @@ func sendStream(ctx context.Context, target string, s stream, lim *limiter, conn
 	const maxWrite = 256 << 10
 	unit := lim.unit(conns, len(s.ends))
 	prev := 0 // offset of the next unsent byte
+	mi := 0   // the next mark
 	for i := 0; i < len(s.ends); {
 		if err := lim.wait(ctx, min(unit, len(s.ends)-i)); err != nil {
 			return err
@@ -353,10 +379,16 @@ func sendStream(ctx context.Context, target string, s stream, lim *limiter, conn
 		for j < len(s.ends) && j-i < unit && (j == i || s.ends[j]-prev <= maxWrite) {
 			j++
 		}
+		marks := 0
+		for ; mi < len(s.marks) && s.marks[mi] < j; mi++ {
+			lim.stamp(s.data[s.markAt[mi]:])
+			marks++
+		}
 		if _, err := conn.Write(s.data[prev:s.ends[j-1]]); err != nil {
 			return err
 		}
 		c.mu.Lock()
+		c.marks += int64(marks)
 		c.sent += int64(j - i)
 		c.bytes += int64(s.ends[j-1] - prev)
 		c.mu.Unlock()
@@ -400,11 +432,13 @@ func sendDatagrams(ctx context.Context, target string, s stream, lim *limiter, c
 	defer conn.Close()
 	unit := lim.unit(conns, 64)
 	prev := 0
-	var sent, bytes int64
+	mi := 0 // the next mark
+	var sent, bytes, marks int64
 	defer func() {
 		c.mu.Lock()
 		c.sent += sent
 		c.bytes += bytes
+		c.marks += marks
 		c.mu.Unlock()
 	}()
 	for i := 0; i < len(s.ends); {
@@ -413,11 +447,19 @@ func sendDatagrams(ctx context.Context, target string, s stream, lim *limiter, c
 			return err
 		}
 		for k := i; k < i+n; k++ {
+			marked := mi < len(s.marks) && s.marks[mi] == k
+			if marked {
+				lim.stamp(s.data[s.markAt[mi]:])
+				mi++
+			}
 			if _, err := conn.Write(s.data[prev:s.ends[k]]); err != nil {
 				c.fail(err)
 			} else {
 				sent++
 				bytes += int64(s.ends[k] - prev)
+				if marked {
+					marks++
+				}
 			}
 			prev = s.ends[k]
 		}
@@ -432,8 +474,9 @@ type request struct {
 	header  http.Header
 	body    []byte
 	chunked bool
-	units   int // lines (NDJSON) or 1 (an envelope)
-	events  int // events the receiver makes of it; -1: read "accepted" from the answer
+	units   int   // lines (NDJSON) or 1 (an envelope)
+	events  int   // events the receiver makes of it; -1: read "accepted" from the answer
+	markAt  []int // offsets of the marks' digits in body, stamped before the first try
 }
 
 func prepareNDJSON(o Options, rep *Report) []request {
@@ -443,14 +486,24 @@ func prepareNDJSON(o Options, rep *Report) []request {
 	for done := 0; done < o.Count; {
 		n := min(o.Batch, o.Count-done)
 		body := make([]byte, 0, n*400)
-		for range n {
+		var markAt []int
+		for k := range n {
 			msg := mix.Next()
 			for _, p := range msg.PII {
 				rep.PII[p.Kind]++
 			}
+			marked := o.MarkEvery > 0 && (done+k)%o.MarkEvery == 0
+			if marked {
+				msg.Text += " " + markPlaceholder
+			}
+			line := len(body)
 			body = msg.AppendNDJSON(body)
+			if marked {
+				at := bytes.LastIndex(body[line:], []byte(markPlaceholder))
+				markAt = append(markAt, line+at+len(MarkPrefix))
+			}
 		}
-		reqs = append(reqs, request{path: "/v1/ingest", header: h, body: body, units: n, events: -1})
+		reqs = append(reqs, request{path: "/v1/ingest", header: h, body: body, units: n, events: -1, markAt: markAt})
 		done += n
 	}
 	return reqs
@@ -509,6 +562,9 @@ func sendHTTP(ctx context.Context, o Options, reqs []request, rep *Report, lim *
 				}
 				if err := lim.wait(ctx, reqs[i].units); err != nil {
 					return
+				}
+				for _, at := range reqs[i].markAt {
+					lim.stamp(reqs[i].body[at:])
 				}
 				if err := post(ctx, client, "http://"+o.Target, &reqs[i], &c); err != nil {
 					if ctx.Err() == nil {
@@ -577,6 +633,7 @@ func post(ctx context.Context, client *http.Client, base string, r *request, c *
 			return nil
 		}
 		c.bytes += int64(len(r.body))
+		c.marks += int64(len(r.markAt))
 		if r.events >= 0 {
 			c.sent += int64(r.units)
 			c.events += int64(r.events)

@@ -14,6 +14,11 @@
 // "ready" once the input is prepared and waits for a line on stdin before
 // it starts: the harness reads the receiver's CPU time in between.
 //
+// Every 50th syslog message or NDJSON line (-mark-every) ends with a
+// latency mark, "lsbt=1" and 15 digits: the nanoseconds from the start of
+// sending to the moment it was written, for the reader of the output to
+// compare with the moment the line appeared there.
+//
 // It sends to loopback addresses only.
 package main
 
@@ -50,6 +55,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.Conns, "conns", 0, "TCP connections, UDP sockets or HTTP clients (default 1 for syslog, 4 for HTTP)")
 	fs.IntVar(&o.Batch, "batch", 500, "NDJSON lines per request")
 	fs.StringVar(&o.SentryDir, "samples", "bench/testdata/sentry", "`folder` with the Sentry SDK captures (sentry mode)")
+	fs.IntVar(&o.MarkEvery, "mark-every", loadgen.DefaultMarkEvery, "stamp every `n`-th syslog message or NDJSON line with its send time (\""+loadgen.MarkPrefix+"\" and the nanoseconds since the start); 0: none")
 	gate := fs.Bool("gate", false, `print "ready" when the input is prepared and wait for a line on stdin before sending`)
 	if err := fs.Parse(args); err != nil {
 		return 2

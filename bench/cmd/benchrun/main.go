@@ -5,7 +5,7 @@
 //	bench/run                 quick mode (CI): 200k messages per case, 2 runs
 //	bench/run full            1M messages per case, 3 runs, UDP at 3 rates
 //	bench/run quick -only 'syslog-tcp/'
-//	bench/run full -render bench/results.json -markdown bench/RESULTS.md
+//	bench/run full -render bench/results.json -markdown bench/RESULTS.md -plot bench/delivered-vs-offered.png
 package main
 
 import (
@@ -52,8 +52,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.Uint64Var(&o.Seed, "seed", o.Seed, "seed of the input")
 	fs.StringVar(&o.Only, "only", "", "run only the cases whose name matches this `regexp` (e.g. 'syslog-tcp/')")
 	fs.DurationVar(&o.CaseTimeout, "case-timeout", 5*time.Minute, "bound on one case")
+	fs.Float64Var(&o.LatencyRate, "latency-rate", o.LatencyRate, "offered rate of the TCP and NDJSON latency cases (0: none)")
+	fs.IntVar(&o.MarkEvery, "mark-every", o.MarkEvery, "one message in `n` carries its send time (0: no latency figures)")
+	fs.BoolVar(&o.Overload, "overload", o.Overload, "run leitstand's overload cases (3× its capacity) after the others")
+	fs.IntVar(&o.QueueSize, "queue-size", 0, "leitstand's pipeline.queue_size (0: its default)")
+	fs.IntVar(&o.Workers, "workers", 0, "leitstand's pipeline.workers (0: its default)")
 	jsonPath := fs.String("json", "bench/out/results-"+mode+".json", "results `file` (JSON)")
 	mdPath := fs.String("markdown", "bench/out/RESULTS-"+mode+".md", "results `file` (Markdown); the table is also printed")
+	plotPath := fs.String("plot", "bench/out/delivered-vs-offered-"+mode+".png", "`file` for the PNG plot of delivered against offered rate (UDP); empty: none")
 	render := fs.String("render", "", "run nothing: read this results `file` (JSON) and write its tables to -markdown")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -77,8 +83,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if *render != "" {
 		res, err := bench.ReadResults(*render)
 		if err == nil {
-			res.Markdown(stdout)
-			err = res.WriteFiles("", *mdPath)
+			plot := "" // the run's plot stays unless -plot asks for a new one
+			fs.Visit(func(f *flag.Flag) {
+				if f.Name == "plot" {
+					plot = *plotPath
+				}
+			})
+			if err = res.WriteFiles("", *mdPath, plot); err == nil {
+				res.Markdown(stdout)
+			}
 		}
 		if err != nil {
 			fmt.Fprintf(stderr, "benchrun: %v\n", err)
@@ -94,11 +107,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	res, err := bench.Run(ctx, o)
 	if res != nil && len(res.Runs) > 0 {
 		res.Markdown(stdout)
-		if werr := res.WriteFiles(*jsonPath, *mdPath); werr != nil {
+		if werr := res.WriteFiles(*jsonPath, *mdPath, *plotPath); werr != nil {
 			fmt.Fprintf(stderr, "benchrun: %v\n", werr)
 			return 1
 		}
-		fmt.Fprintf(stderr, "benchrun: results in %s and %s\n", *jsonPath, *mdPath)
+		fmt.Fprintf(stderr, "benchrun: results in %s, %s and %s\n", *jsonPath, *mdPath, *plotPath)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "benchrun: %v\n", err)
