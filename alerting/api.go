@@ -127,10 +127,22 @@ func (a *API) auth(w http.ResponseWriter, req *http.Request) *Role {
 	return role
 }
 
+// success and failure are the answers' envelopes, status first, as
+// Prometheus' API writes them.
+type success struct {
+	Status string `json:"status"`
+	Data   any    `json:"data"`
+}
+
+type failure struct {
+	Status string `json:"status"`
+	Error  string `json:"error"`
+}
+
 func apiError(w http.ResponseWriter, code int, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(map[string]string{"status": "error", "error": msg})
+	_ = json.NewEncoder(w).Encode(failure{Status: "error", Error: msg})
 }
 
 // promAlert is an alert as Prometheus' GET /api/v1/alerts answers it, so
@@ -175,7 +187,7 @@ func (a *API) getAlerts(w http.ResponseWriter, req *http.Request) {
 		}
 	}
 	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(map[string]any{"status": "success", "data": map[string]any{"alerts": out}})
+	_ = json.NewEncoder(w).Encode(success{Status: "success", Data: map[string]any{"alerts": out}})
 }
 
 // silenceMatcher is Alertmanager v2's matcher.

@@ -462,5 +462,5 @@ func (a *API) searchEvents(w http.ResponseWriter, req *http.Request) {
 	a.r.m.searches.WithLabelValues("ok").Inc()
 	a.r.log.Info("audit: event search", append(audit, "total", res.Total, "returned", len(res.Events), "took_ms", res.took)...)
 	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(map[string]any{"status": "success", "data": res})
+	_ = json.NewEncoder(w).Encode(success{Status: "success", Data: res})
 }
