@@ -16,6 +16,7 @@ import (
 
 	"github.com/leitstand/leitstand/collector"
 	"github.com/leitstand/leitstand/internal/config"
+	"github.com/leitstand/leitstand/internal/tlsconf"
 )
 
 // Config of the HTTP listener.
@@ -35,7 +36,7 @@ type Config struct {
 	// MaxHeaderBytes limits request headers. Default 64KiB.
 	MaxHeaderBytes config.ByteSize `yaml:"max_header_bytes"`
 	// TLS serves HTTPS when a certificate is set.
-	TLS TLSConfig `yaml:"tls"`
+	TLS tlsconf.Config `yaml:"tls"`
 }
 
 // DefaultConfig returns the listener's defaults.
@@ -47,7 +48,7 @@ func DefaultConfig() Config {
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
-		TLS:               TLSConfig{MinVersion: "1.2"},
+		TLS:               tlsconf.Default(),
 	}
 }
 
@@ -130,7 +131,7 @@ func (s *Server) Start(context.Context) error {
 		return fmt.Errorf("http server: %w", err)
 	}
 	if s.cfg.TLS.Enabled() {
-		tc, err := s.cfg.TLS.serverTLS()
+		tc, err := s.cfg.TLS.ServerTLS(s.log)
 		if err != nil {
 			ln.Close()
 			return fmt.Errorf("http server: tls: %w", err)

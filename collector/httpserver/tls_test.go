@@ -2,83 +2,30 @@ package httpserver
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"io"
 	"log/slog"
-	"math/big"
-	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"testing"
-	"time"
+
+	"github.com/leitstand/leitstand/internal/tlsconf"
+	"github.com/leitstand/leitstand/internal/tlsconf/tlstest"
 )
-
-// testCA issues certificates for the tests.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-}
-
-func newCA(t *testing.T) *testCA {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-}
-
-// issue returns PEM certificate and key for a server (127.0.0.1) or client.
-func (ca *testCA) issue(t *testing.T, serial int64, server bool) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "leaf"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature}
-	if server {
-		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-	} else {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, _ := x509.MarshalECPrivateKey(key)
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb})
-}
 
 func write(t *testing.T, dir, name string, data []byte) string {
 	t.Helper()
-	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return tlstest.WriteFile(t, filepath.Join(dir, name), data)
 }
 
 func TestMutualTLS(t *testing.T) {
 	dir := t.TempDir()
-	ca := newCA(t)
-	sc, sk := ca.issue(t, 2, true)
-	cc, ck := ca.issue(t, 3, false)
+	ca := tlstest.NewCA(t)
+	server := ca.Server(t)
 	cfg := DefaultConfig()
 	cfg.Listen = "127.0.0.1:0"
-	cfg.TLS = TLSConfig{CertFile: write(t, dir, "s.crt", sc), KeyFile: write(t, dir, "s.key", sk),
-		ClientCAFile: write(t, dir, "ca.crt", ca.pem), MinVersion: "1.2"}
+	cfg.TLS = tlsconf.Config{CertFile: write(t, dir, "s.crt", server.CertPEM), KeyFile: write(t, dir, "s.key", server.KeyPEM),
+		ClientCAFile: write(t, dir, "ca.crt", ca.PEM), MinVersion: "1.2"}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -89,16 +36,13 @@ func TestMutualTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Shutdown(context.Background())
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(ca.pem)
 	url := "https://" + s.Addr().String()
 
-	anonymous := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	anonymous := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool}}}
 	if _, err := anonymous.Get(url); err == nil {
 		t.Fatal("a client without a certificate was served")
 	}
-	pair, _ := tls.X509KeyPair(cc, ck)
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{pair}}}}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool, Certificates: []tls.Certificate{ca.Client(t).TLS(t)}}}}
 	resp, err := client.Get(url)
 	if err != nil {
 		t.Fatal(err)
@@ -112,7 +56,7 @@ func TestMutualTLS(t *testing.T) {
 
 func TestTLSConfigValidate(t *testing.T) {
 	dir := t.TempDir()
-	for name, c := range map[string]TLSConfig{
+	for name, c := range map[string]tlsconf.Config{
 		"ca without cert":  {ClientCAFile: "x"},
 		"cert without key": {CertFile: "x"},
 		"missing files":    {CertFile: filepath.Join(dir, "no.crt"), KeyFile: filepath.Join(dir, "no.key")},
@@ -121,5 +65,47 @@ func TestTLSConfigValidate(t *testing.T) {
 		if err := c.Validate(); err == nil {
 			t.Errorf("%s: no error", name)
 		}
+	}
+}
+
+// TestTLSRefusesOldVersionsAndReloads: a TLS 1.1 client gets no answer, and
+// a key pair replaced on disk is what the next connection is shown.
+func TestTLSRefusesOldVersionsAndReloads(t *testing.T) {
+	dir := t.TempDir()
+	ca := tlstest.NewCA(t)
+	first := ca.Server(t)
+	cfg := DefaultConfig()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.TLS.CertFile, cfg.TLS.KeyFile = write(t, dir, "s.crt", first.CertPEM), write(t, dir, "s.key", first.KeyPEM)
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	s := New(cfg, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Shutdown(context.Background())
+	url := "https://" + s.Addr().String()
+	get := func(tc *tls.Config) (int64, error) {
+		c := &http.Client{Transport: &http.Transport{TLSClientConfig: tc, DisableKeepAlives: true}}
+		resp, err := c.Get(url)
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.TLS.PeerCertificates[0].SerialNumber.Int64(), nil
+	}
+
+	if _, err := get(&tls.Config{RootCAs: ca.Pool, MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11}); err == nil {
+		t.Error("a TLS 1.1 client was served")
+	}
+	if serial, err := get(&tls.Config{RootCAs: ca.Pool}); err != nil || serial != first.Serial {
+		t.Fatalf("serial %d, %v; want %d", serial, err, first.Serial)
+	}
+	second := ca.Server(t)
+	write(t, dir, "s.key", second.KeyPEM)
+	write(t, dir, "s.crt", second.CertPEM)
+	if serial, err := get(&tls.Config{RootCAs: ca.Pool}); err != nil || serial != second.Serial {
+		t.Fatalf("after the rotation serial %d, %v; want %d", serial, err, second.Serial)
 	}
 }

@@ -1,8 +1,6 @@
 package syslog
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"net"
 	"net/netip"
@@ -15,6 +13,7 @@ import (
 
 	"github.com/leitstand/leitstand/collector/pipeline"
 	"github.com/leitstand/leitstand/internal/config"
+	"github.com/leitstand/leitstand/internal/tlsconf"
 )
 
 // Listener protocols.
@@ -71,7 +70,7 @@ type Listener struct {
 	// Required.
 	Address string `yaml:"address"`
 	// TLS holds the certificate for protocol tls. Default none.
-	TLS TLSConfig `yaml:"tls"`
+	TLS tlsconf.Config `yaml:"tls"`
 	// AllowedSources lists the networks (CIDR, or single addresses) that
 	// may send; others are refused and counted. Default empty: anyone who
 	// can reach the address.
@@ -107,19 +106,6 @@ type Listener struct {
 	SocketMode string `yaml:"socket_mode"`
 }
 
-// TLSConfig is the certificate of a tls listener.
-type TLSConfig struct {
-	// CertFile is the PEM certificate chain. Required for protocol tls.
-	CertFile string `yaml:"cert_file"`
-	// KeyFile is the PEM private key. Required for protocol tls.
-	KeyFile string `yaml:"key_file"`
-	// ClientCAFile is a PEM bundle of CAs; when set, every client must
-	// present a certificate signed by one of them. Default none.
-	ClientCAFile string `yaml:"client_ca_file"`
-	// MinVersion is the lowest TLS version accepted, 1.2 or 1.3. Default 1.2.
-	MinVersion string `yaml:"min_version"`
-}
-
 // DefaultConfig returns the embedded default: udp and tcp on 127.0.0.1:5514.
 func DefaultConfig() Config {
 	c := Config{
@@ -147,7 +133,7 @@ func (l *Listener) SetDefaults() {
 		IdleTimeout:       5 * time.Minute,
 		ReadTimeout:       30 * time.Second,
 		SocketBufferBytes: 8 << 20,
-		TLS:               TLSConfig{MinVersion: "1.2"},
+		TLS:               tlsconf.Default(),
 	}
 }
 
@@ -282,7 +268,7 @@ func (l *Listener) Validate() error {
 	}
 
 	if l.Protocol == ProtoTLS {
-		errs.Nest("tls", l.TLS.Validate())
+		errs.Nest("tls", l.TLS.ValidateRequired("for protocol tls"))
 	} else if l.TLS.CertFile != "" || l.TLS.KeyFile != "" || l.TLS.ClientCAFile != "" {
 		errs.Addf("tls", "is only for protocol tls, not %q", l.Protocol)
 	}
@@ -362,75 +348,6 @@ func parseSources(list []string) ([]netip.Prefix, error) {
 		return nil, fmt.Errorf("entry %d, %q, is neither a CIDR (10.0.0.0/8) nor an address", i, s)
 	}
 	return out, nil
-}
-
-// Validate checks that the certificate, key and client CAs load.
-func (t *TLSConfig) Validate() error {
-	var errs config.Errors
-	if t.CertFile == "" {
-		errs.Addf("cert_file", "must be set for protocol tls")
-	}
-	if t.KeyFile == "" {
-		errs.Addf("key_file", "must be set for protocol tls")
-	}
-	if t.CertFile != "" && t.KeyFile != "" {
-		if _, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile); err != nil {
-			errs.Addf("cert_file", "does not load with key_file: %v", err)
-		}
-	}
-	if t.ClientCAFile != "" {
-		if _, err := loadCAs(t.ClientCAFile); err != nil {
-			errs.Addf("client_ca_file", "%v", err)
-		}
-	}
-	if _, err := tlsVersion(t.MinVersion); err != nil {
-		errs.Addf("min_version", "%v", err)
-	}
-	return errs.Err()
-}
-
-func tlsVersion(s string) (uint16, error) {
-	switch s {
-	case "", "1.2":
-		return tls.VersionTLS12, nil
-	case "1.3":
-		return tls.VersionTLS13, nil
-	}
-	return 0, fmt.Errorf("must be 1.2 or 1.3, got %q", s)
-}
-
-func loadCAs(path string) (*x509.CertPool, error) {
-	pem, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%s holds no PEM certificate", path)
-	}
-	return pool, nil
-}
-
-// serverTLS builds the TLS configuration of a tls listener.
-func (t *TLSConfig) serverTLS() (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-	if err != nil {
-		return nil, err
-	}
-	minVersion, err := tlsVersion(t.MinVersion)
-	if err != nil {
-		return nil, err
-	}
-	c := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: minVersion}
-	if t.ClientCAFile != "" {
-		pool, err := loadCAs(t.ClientCAFile)
-		if err != nil {
-			return nil, err
-		}
-		c.ClientCAs = pool
-		c.ClientAuth = tls.RequireAndVerifyClientCert
-	}
-	return c, nil
 }
 
 // Describe is the receiver's part of the one-line summary `leitstand check`

@@ -94,7 +94,7 @@ func New(cfg Config, next Enqueuer, m *telemetry.Metrics, reg prometheus.Registe
 		l := &listener{r: r, cfg: lc, policy: lc.policy(), pm: r.m.protocol(lc.Protocol), c: m.Component("syslog_" + lc.Protocol)}
 		l.allowed, _ = parseSources(lc.AllowedSources)
 		if lc.Protocol == ProtoTLS {
-			tc, err := lc.TLS.serverTLS()
+			tc, err := lc.TLS.ServerTLS(log)
 			if err != nil {
 				cancel()
 				return nil, fmt.Errorf("syslog: listeners[%d].tls: %w", i, err)

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/leitstand/leitstand/internal/peers"
+	"github.com/leitstand/leitstand/internal/tlsconf"
 )
 
 // testPKI is a CA with a server certificate for leitstand.test and
@@ -108,7 +109,10 @@ func (p *testPKI) leaf(t *testing.T, ca *x509.Certificate, caKey *ecdsa.PrivateK
 }
 
 func (p *testPKI) write(t *testing.T, name, typ string, der []byte) string {
-	path := filepath.Join(p.dir, name)
+	return p.writeAt(t, filepath.Join(p.dir, name), typ, der)
+}
+
+func (p *testPKI) writeAt(t *testing.T, path, typ string, der []byte) string {
 	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -116,18 +120,22 @@ func (p *testPKI) write(t *testing.T, name, typ string, der []byte) string {
 }
 
 func (p *testPKI) writeKey(t *testing.T, name string, key *ecdsa.PrivateKey) string {
+	return p.writeKeyAt(t, filepath.Join(p.dir, name), key)
+}
+
+func (p *testPKI) writeKeyAt(t *testing.T, path string, key *ecdsa.PrivateKey) string {
 	der, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return p.write(t, name, "PRIVATE KEY", der)
+	return p.writeAt(t, path, "PRIVATE KEY", der)
 }
 
 // listenerConfig is a TLS listener that requires client certificates of the
 // test CA.
 func (p *testPKI) listenerConfig() Config {
 	cfg := testConfig(ProtoTLS)
-	cfg.Listeners[0].TLS = TLSConfig{CertFile: p.serverCert, KeyFile: p.serverKey, ClientCAFile: p.caFile, MinVersion: "1.2"}
+	cfg.Listeners[0].TLS = tlsconf.Config{CertFile: p.serverCert, KeyFile: p.serverKey, ClientCAFile: p.caFile, MinVersion: "1.2"}
 	return cfg
 }
 
@@ -238,4 +246,68 @@ func TestTLSClientCertificates(t *testing.T) {
 	// The good connection still works.
 	io.WriteString(c, markerFrame("tls-still-open"))
 	h.waitFor("tls-still-open", 10*time.Second)
+}
+
+// TestTLSReloadsCertificate replaces the server's key pair on disk, as
+// cert-manager or a renewed Secret does; the next connection is served the
+// new certificate, and the connection already open keeps working.
+func TestTLSReloadsCertificate(t *testing.T) {
+	pki := newTestPKI(t)
+	h := startHarness(t, pki.listenerConfig())
+	addr := h.addr(0).String()
+	client := &tls.Config{RootCAs: pki.caPool, ServerName: pki.serverName, Certificates: []tls.Certificate{pki.clientPair}}
+	dial := func(marker string) (*tls.Conn, int64) {
+		t.Helper()
+		c, err := tls.Dial("tcp", addr, client)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(c, markerFrame(marker))
+		h.waitFor(marker, 10*time.Second)
+		return c, c.ConnectionState().PeerCertificates[0].SerialNumber.Int64()
+	}
+	before, oldSerial := dial("tls-before-rotation")
+	defer before.Close()
+
+	key, der := pki.leaf(t, pki.ca, pki.caKey, "leitstand.test", x509.ExtKeyUsageServerAuth,
+		[]string{"leitstand.test"}, []net.IP{net.IPv4(127, 0, 0, 1)})
+	newSerial := pki.serial
+	replace(t, pki.serverKey, func(tmp string) { pki.writeKeyAt(t, tmp, key) })
+	replace(t, pki.serverCert, func(tmp string) { pki.writeAt(t, tmp, "CERTIFICATE", der) })
+
+	after, serial := dial("tls-after-rotation")
+	defer after.Close()
+	if serial != newSerial || serial == oldSerial {
+		t.Fatalf("after the rotation the server showed serial %d, want the new %d (old %d)", serial, newSerial, oldSerial)
+	}
+	io.WriteString(before, markerFrame("tls-old-connection-still-open"))
+	h.waitFor("tls-old-connection-still-open", 10*time.Second)
+}
+
+// TestTLSRefusesOldVersions: TLS 1.0 and 1.1 (RFC 8996) get no handshake.
+func TestTLSRefusesOldVersions(t *testing.T) {
+	pki := newTestPKI(t)
+	h := startHarness(t, pki.listenerConfig())
+	old := &tls.Config{RootCAs: pki.caPool, ServerName: pki.serverName, Certificates: []tls.Certificate{pki.clientPair},
+		MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11}
+	c, err := tls.Dial("tcp", h.addr(0).String(), old)
+	if err == nil {
+		c.Close()
+		t.Fatal("a TLS 1.1 client completed the handshake")
+	}
+	t.Logf("TLS 1.1: %v", err)
+	if n := h.waitMetric(1, 10*time.Second, "leitstand_syslog_connections_rejected_total", "protocol", "tls", "reason", "tls_handshake"); n != 1 {
+		t.Errorf("handshake failures %v, want 1", n)
+	}
+}
+
+// replace writes a file's new version beside it and renames it over the
+// old one, as cert-manager and kubelet do, so no reader sees half a file.
+func replace(t *testing.T, path string, write func(tmp string)) {
+	t.Helper()
+	tmp := path + ".new"
+	write(tmp)
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
 }
