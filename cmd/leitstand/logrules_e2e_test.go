@@ -204,6 +204,16 @@ func TestLogAlertRuleThrottlesAndResolvesAtAlertmanager(t *testing.T) {
 	if n := hooks.count("/ops", ""); n != 0 {
 		t.Errorf("%d notifications reached the platform-ops webhook:\n%s", n, hooks.dump())
 	}
+
+	// Once resolved, the next failed root login is a new alert, not held
+	// back by the old throttle window.
+	lrLogger(t, ctx, d, "sshd", "Failed password for root from 203.0.113.9 port 50100 ssh2")
+	lrPoll(t, d, 30*time.Second, "a second firing RootLoginFailed at the security webhook", func() bool {
+		return hooks.count("/security", "firing") == 2
+	}, hooks.dump)
+	if a := lrFind(lrDaemonAlerts(t, d), "RootLoginFailed", "", ""); a == nil || a.value(t) != 1 {
+		t.Errorf("the new alert on /api/v1/alerts: %+v, want one counting 1 match", a)
+	}
 	if code := d.stop(t); code != 0 {
 		t.Fatalf("exit %d:\n%s", code, d.stderr)
 	}
