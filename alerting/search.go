@@ -3,6 +3,8 @@ package alerting
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -76,11 +78,16 @@ func WithEventSearch(s EventSearch) APIOption {
 			s.MaxResponseBytes = 32 << 20
 		}
 		a.search = &eventSearch{EventSearch: s}
+		_, _ = rand.Read(a.search.auditKey[:])
 	}
 }
 
 type eventSearch struct {
 	EventSearch
+	// auditKey keys the hash of q in audit lines: without a key a short q
+	// (a name) could be recovered from its hash by guessing. Random per
+	// process, so equal searches correlate within one process only.
+	auditKey [32]byte
 }
 
 // searchFields are the fields q is matched against. Keyword fields match
@@ -417,13 +424,14 @@ func (a *API) searchEvents(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	// The query text may name a person (searching for an address that the
-	// anonymizer has long replaced); the audit line keeps its hash only.
+	// anonymizer has long replaced); the audit line keeps a keyed hash only.
 	qsum := ""
 	if p.q != "" {
-		h := sha256.Sum256([]byte(p.q))
-		qsum = hex.EncodeToString(h[:6])
+		h := hmac.New(sha256.New, s.auditKey[:])
+		h.Write([]byte(p.q))
+		qsum = hex.EncodeToString(h.Sum(nil)[:8])
 	}
-	audit := []any{"role", role.Name, "remote", req.RemoteAddr, "q_sha256", qsum, "q_bytes", len(p.q),
+	audit := []any{"role", role.Name, "remote", req.RemoteAddr, "q_hash", qsum, "q_bytes", len(p.q),
 		"namespace", p.want[0], "service", p.want[1], "dataset", p.want[2],
 		"from", p.from.UTC().Format(time.RFC3339), "to", p.to.UTC().Format(time.RFC3339), "size", p.size}
 	scope, err := scopeFilters(role, &p)
