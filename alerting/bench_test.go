@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"testing"
 	"time"
 
@@ -60,4 +61,29 @@ func BenchmarkDeliver(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "alerts/s")
+}
+
+// BenchmarkSearchQuery: what the API does per search before Elasticsearch
+// sees it (parameters, scope, query body).
+func BenchmarkSearchQuery(b *testing.B) {
+	a := &API{}
+	WithEventSearch(EventSearch{Indices: []string{"logs-*-default"}})(a)
+	s := a.search
+	role := &Role{Name: "dev/payments", Scope: Scope{Namespaces: []string{"payments", "payments-stage"}}}
+	v, _ := url.ParseQuery(`q=%22connection+refused%22+%7C+timeout&namespace=payments&from=15m&size=100`)
+	now := time.Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		p, err := s.parse(v, now)
+		if err != nil {
+			b.Fatal(err)
+		}
+		scope, err := scopeFilters(role, &p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.query(&p, scope); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
