@@ -45,4 +45,14 @@ var (
 	ErrQueueFull = errors.New("pipeline queue is full")
 	// ErrClosed: the pipeline is shutting down and takes no new batches.
 	ErrClosed = errors.New("pipeline is shutting down")
+	// ErrSpoolFull: the durable buffer in front of the sinks that talk to
+	// peers (the spool) is at its cap. It wraps ErrQueueFull, so a source
+	// that only knows "full" answers as for a full queue (429); one that
+	// tells its sender the reason can say which buffer is full.
+	ErrSpoolFull error = spoolFullError{}
 )
+
+type spoolFullError struct{}
+
+func (spoolFullError) Error() string { return "the spool is full" }
+func (spoolFullError) Unwrap() error { return ErrQueueFull }

@@ -226,6 +226,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.c.Accepted(n)
 		resp.Accepted = n
 		writeJSON(w, http.StatusOK, resp)
+	case errors.Is(err, collector.ErrSpoolFull):
+		// The disk buffer, not the in-memory queue: the sinks behind it
+		// (Elasticsearch) are behind or down, and it may take a while.
+		h.c.Refused("spool_full", n)
+		w.Header().Set("Retry-After", "5")
+		writeJSON(w, http.StatusTooManyRequests, Response{Error: "the spool is full (the sinks behind it are behind or down); retry later"})
 	case errors.Is(err, collector.ErrQueueFull):
 		h.c.Refused("queue_full", n)
 		w.Header().Set("Retry-After", "1")

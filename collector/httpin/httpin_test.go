@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -272,6 +273,21 @@ func TestSinkFailureAnswers503(t *testing.T) {
 	code, resp, h := f.post([]byte(`{"message":"x"}`))
 	if code != http.StatusServiceUnavailable || !strings.Contains(resp.Error, "disk full") || h.Get("Retry-After") == "" {
 		t.Fatalf("%d %+v", code, resp)
+	}
+}
+
+// TestFullSpoolAnswers429WithItsReason: when the spool behind the
+// pipeline is at its cap the sender learns that it is the spool (a wait of
+// minutes, not milliseconds) and the refusal is counted as spool_full.
+func TestFullSpoolAnswers429WithItsReason(t *testing.T) {
+	full := fmt.Errorf("spool at its cap (max_bytes 2MiB): %w", collector.ErrSpoolFull)
+	f := newFixture(t, DefaultConfig(), smallPipeline(), &captureSink{fail: full})
+	code, resp, h := f.post([]byte("{\"message\":\"1\"}\n{\"message\":\"2\"}\n"))
+	if code != http.StatusTooManyRequests || h.Get("Retry-After") == "" || !strings.Contains(resp.Error, "spool is full") {
+		t.Fatalf("full spool: %d Retry-After=%q %+v", code, h.Get("Retry-After"), resp)
+	}
+	if got := refused(t, f.reg, "spool_full"); got != 2 {
+		t.Fatalf("refused{reason=spool_full} = %v, want 2", got)
 	}
 }
 

@@ -34,6 +34,7 @@ type captureSink struct {
 	mu     sync.Mutex
 	events []capturedEvent
 	gate   chan struct{}
+	fail   error // returned by Consume when set
 }
 
 type capturedEvent struct {
@@ -49,6 +50,9 @@ func (s *captureSink) Shutdown(context.Context) error { return nil }
 func (s *captureSink) Consume(_ context.Context, b *collector.Batch) error {
 	if s.gate != nil {
 		<-s.gate
+	}
+	if s.fail != nil {
+		return s.fail
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

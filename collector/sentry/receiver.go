@@ -574,6 +574,12 @@ func (r *Receiver) submit(w http.ResponseWriter, rq *request, b *collector.Batch
 		r.c.Accepted(events)
 		r.m.requests.WithLabelValues(rq.endpoint, "accepted").Inc()
 		writeJSON(w, http.StatusOK, response{ID: n.responseID()})
+	case errors.Is(err, collector.ErrSpoolFull):
+		r.c.Refused("spool_full", events)
+		secs := strconv.Itoa(int(max(r.cfg.RetryAfter, 5*time.Second).Seconds()))
+		w.Header().Set("Retry-After", secs)
+		w.Header().Set("X-Sentry-Rate-Limits", secs+"::organization:spool_full")
+		r.refuse(w, rq.endpoint, "spool_full", http.StatusTooManyRequests, "the spool is full (the sinks behind it are behind or down); retry later")
 	case errors.Is(err, collector.ErrQueueFull):
 		r.c.Refused("queue_full", events)
 		secs := strconv.Itoa(int(r.cfg.RetryAfter.Seconds()))

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
 
+	"github.com/leitstand/leitstand/collector"
 	"github.com/leitstand/leitstand/collector/pipeline"
 )
 
@@ -415,6 +416,20 @@ func TestRateLimits(t *testing.T) {
 	}
 	if v := testutil.ToFloat64(f.r.m.items.WithLabelValues("attachment", outRateLimited)); v != 1 {
 		t.Errorf("%v attachments rate limited", v)
+	}
+}
+
+// TestSpoolFullIsNamed: a full spool behind the pipeline is a 429 whose
+// rate-limit reason says spool_full, counted as such.
+func TestSpoolFullIsNamed(t *testing.T) {
+	f := newFixture(t, fixtureOpt{})
+	f.sink.fail = fmt.Errorf("spool at its cap (max_bytes 2MiB): %w", collector.ErrSpoolFull)
+	code, body, h := f.post(t, envPath, eventEnvelope(minimalEvent), authHeader()...)
+	if code != 429 || h.Get("Retry-After") == "" || !strings.HasSuffix(h.Get("X-Sentry-Rate-Limits"), "::organization:spool_full") || !strings.Contains(body.Detail, "spool is full") {
+		t.Fatalf("spool full: %d %s %v", code, body, h)
+	}
+	if v := metricValue(t, f, "leitstand_events_refused_total"); v != 1 {
+		t.Errorf("refused events %v, want 1", v)
 	}
 }
 

@@ -28,6 +28,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -64,6 +65,13 @@ type Spool struct {
 	added     chan struct{} // closed when records are appended, for delivery loops
 	closed    bool
 	started   bool
+
+	// full is set while appends are refused at the cap; fullMu guards the
+	// figures of the current full period (see noteFull).
+	full             atomic.Bool
+	fullMu           sync.Mutex
+	fullSince        time.Time
+	refusedWhileFull int
 
 	fileMu sync.RWMutex // held for reading while syncing, for writing while closing a file
 
@@ -277,11 +285,42 @@ func (s *Spool) sealLocked() error {
 // fsync on). It implements collector.Sink for the pipeline.
 func (s *Spool) Consume(ctx context.Context, b *collector.Batch) error {
 	gen, err := s.append(ctx, b)
+	if full := errors.Is(err, collector.ErrSpoolFull); full || err == nil && s.full.Load() {
+		s.noteFull(full, b.Len())
+	}
 	if err != nil || gen == nil {
 		return err
 	}
 	<-gen.done
 	return gen.err
+}
+
+// noteFull logs when the spool starts refusing (when_full block or
+// refuse) and when it accepts again, once each rather than once per
+// refused batch, so an operator sees why senders get 429s and for how
+// long.
+func (s *Spool) noteFull(full bool, events int) {
+	s.fullMu.Lock()
+	switch {
+	case full && !s.full.Load():
+		s.full.Store(true)
+		s.fullSince, s.refusedWhileFull = time.Now(), events
+		s.fullMu.Unlock()
+		s.log.Warn("spool full: refusing new events until the sinks behind it catch up; senders get 429 (raise spool.max_bytes, or see why the sinks are behind)",
+			"max_bytes", s.cfg.MaxBytes, "when_full", s.cfg.WhenFull)
+		return
+	case full:
+		s.refusedWhileFull += events
+		s.fullMu.Unlock()
+		return
+	case s.full.Load():
+		s.full.Store(false)
+		since, refused := s.fullSince, s.refusedWhileFull
+		s.fullMu.Unlock()
+		s.log.Info("spool has room again; accepting events", "full_for", time.Since(since).Round(time.Millisecond).String(), "events_refused", refused)
+		return
+	}
+	s.fullMu.Unlock()
 }
 
 func (s *Spool) append(ctx context.Context, b *collector.Batch) (*syncGen, error) {
@@ -313,7 +352,7 @@ func (s *Spool) append(ctx context.Context, b *collector.Batch) (*syncGen, error
 			continue
 		case Refuse:
 			s.m.refused.Add(float64(b.Len()))
-			return nil, fmt.Errorf("spool is full (%s): %w", s.cfg.MaxBytes, collector.ErrQueueFull)
+			return nil, fmt.Errorf("spool at its cap (max_bytes %s): %w", s.cfg.MaxBytes, collector.ErrSpoolFull)
 		}
 		if deadline == nil {
 			t := time.NewTimer(s.cfg.BlockTimeout)
@@ -331,7 +370,7 @@ func (s *Spool) append(ctx context.Context, b *collector.Batch) (*syncGen, error
 		}
 		s.mu.Lock()
 		s.m.refused.Add(float64(b.Len()))
-		return nil, fmt.Errorf("spool is full (%s) and no room was freed within %s: %w", s.cfg.MaxBytes, s.cfg.BlockTimeout, collector.ErrQueueFull)
+		return nil, fmt.Errorf("spool at its cap (max_bytes %s) and no room was freed within %s: %w", s.cfg.MaxBytes, s.cfg.BlockTimeout, collector.ErrSpoolFull)
 	}
 
 	seg := s.segs[len(s.segs)-1]

@@ -386,6 +386,75 @@ func TestWhenFull(t *testing.T) {
 	}
 }
 
+// TestFullIsLoggedOnceAndNamed: a spool at its cap answers ErrSpoolFull
+// (which is an ErrQueueFull), logs one warning when it starts refusing,
+// however many batches it refuses, and one line when it accepts again.
+func TestFullIsLoggedOnceAndNamed(t *testing.T) {
+	cfg := testConfig(t.TempDir())
+	cfg.MaxBytes = 2 * cfg.SegmentBytes
+	cfg.WhenFull = Refuse
+	sink := newRecordingSink("down")
+	sink.setFail(errors.New("down"))
+	var logBuf syncBuf
+	s := New(cfg, []collector.Sink{sink}, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(&logBuf, nil)))
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Shutdown(context.Background())
+	refusals := 0
+	for i := 0; i < 300 && refusals < 5; i++ {
+		b := batch(fmt.Sprintf("b%d", i), 20)
+		err := s.Consume(context.Background(), b)
+		b.Release()
+		if err != nil {
+			if !errors.Is(err, collector.ErrSpoolFull) || !errors.Is(err, collector.ErrQueueFull) {
+				t.Fatalf("a full spool answered %v, want ErrSpoolFull wrapping ErrQueueFull", err)
+			}
+			refusals++
+		}
+	}
+	if refusals < 5 {
+		t.Fatal("the spool never filled")
+	}
+	if n := strings.Count(logBuf.String(), "spool full: refusing"); n != 1 {
+		t.Fatalf("%d 'spool full' lines for %d refusals, want 1:\n%s", n, refusals, logBuf.String())
+	}
+	sink.setFail(nil)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b := batch("after", 1)
+		err := s.Consume(context.Background(), b)
+		b.Release()
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still refused after the sink recovered: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !strings.Contains(logBuf.String(), "spool has room again") || !strings.Contains(logBuf.String(), "events_refused=100") {
+		t.Fatalf("no line saying the spool accepts again, with the count refused:\n%s", logBuf.String())
+	}
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
 func TestDeliveredSegmentsAreDeleted(t *testing.T) {
 	dir := t.TempDir()
 	sink := newRecordingSink("es")
