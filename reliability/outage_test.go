@@ -294,7 +294,7 @@ func TestSpoolFull(t *testing.T) {
 	}
 	logLine := ""
 	for _, l := range strings.Split(d.log.String(), "\n") {
-		if strings.Contains(strings.ToLower(l), "spool") && strings.Contains(strings.ToLower(l), "full") {
+		if strings.Contains(l, `"msg":"spool full`) {
 			logLine = l
 			break
 		}
