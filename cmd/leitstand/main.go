@@ -131,6 +131,17 @@ func check(o options, stdout, stderr io.Writer) int {
 	if name == "" {
 		name = "embedded default"
 	}
+	// Rules no role owns still page someone (the default role), but
+	// probably not whom their author meant: warn, don't fail.
+	if len(cfg.Alerting.Roles) > 0 {
+		unowned, err := cfg.Alerting.UnownedRules(cfg.Rules.RuleFiles)
+		if err != nil {
+			fmt.Fprintf(stderr, "warning: ownership check: %v\n", err)
+		}
+		for _, u := range unowned {
+			fmt.Fprintf(stderr, "warning: %s\n", u)
+		}
+	}
 	fmt.Fprintf(stdout, "config OK (%s): %s\n", name, cfg.Summary())
 	return 0
 }

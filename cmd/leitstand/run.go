@@ -239,11 +239,28 @@ func build(cfg Config, dataDir string, log *slog.Logger) (*daemon, error) {
 	}
 
 	mux := http.NewServeMux()
-	if d.router != nil {
-		// The role-scoped API; /api/v1/alerts itself stays the unscoped
-		// Prometheus view for Grafana on a loopback or trusted network.
-		api := d.router.NewAPI(d.router.FromRules(engine.ActiveAlerts, logRules.Alerts))
-		mux.Handle("/api/v1/roles/", instrument(reg, "roles_api", http.StripPrefix("/api/v1/roles", api)))
+	if d.router != nil && rolesHaveTokens(cfg.Alerting) {
+		// With role tokens, alerts, silences and the event search answer
+		// per role; these paths are more specific than rules.APIPrefix, so
+		// they win over the unscoped Prometheus view. Grafana then needs a
+		// role's token too (platform-ops with scope all sees everything).
+		var apiOpts []alerting.APIOption
+		if cfg.Sinks.Elasticsearch.Enabled {
+			sc, err := elasticsearch.NewSearchClient(cfg.Sinks.Elasticsearch)
+			if err != nil {
+				return nil, err
+			}
+			apiOpts = append(apiOpts, alerting.WithEventSearch(alerting.EventSearch{
+				Transport: sc,
+				Indices:   cfg.Sinks.Elasticsearch.SearchIndices(),
+				Timeout:   cfg.Sinks.Elasticsearch.RequestTimeout,
+			}))
+		}
+		api := instrument(reg, "roles_api", http.StripPrefix("/api/v1",
+			d.router.NewAPI(d.router.FromRules(engine.ActiveAlerts, logRules.Alerts), apiOpts...)))
+		for _, p := range []string{"/api/v1/alerts", "/api/v1/silences", "/api/v1/events/search"} {
+			mux.Handle(p, api)
+		}
 	}
 	// /api/v1/ is the Prometheus query API and remote_write; it is more
 	// specific than the Sentry routes below, so a Sentry project cannot be
@@ -367,6 +384,16 @@ func (d *daemon) readyz(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	writeStatus(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// rolesHaveTokens reports whether any role can call the role-scoped API.
+func rolesHaveTokens(c alerting.Config) bool {
+	for _, r := range c.Roles {
+		if len(r.TokenFiles) > 0 || len(r.TokenSHA256) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // alertingConfigured reports whether alerts have anywhere to go.
