@@ -189,6 +189,11 @@ type Summary struct {
 	// Latency: the median over the runs of each percentile, the highest
 	// maximum, and the marks of all runs.
 	Latency *LatencyStats `json:"latency,omitempty"`
+	// Saturated says that a fixed-rate case exceeded the receiver's
+	// capacity: it lost more than 1 % of the events, or the generator fell
+	// more than 5 % short of the offered rate (TCP and HTTP wait for the
+	// receiver). Its latency is the backlog's, not the daemon's.
+	Saturated bool `json:"saturated,omitempty"`
 }
 
 // LatencyStats is the distribution of the time from the generator's write
@@ -279,6 +284,9 @@ func (r *Results) summarize() {
 			s.Delivered = int64(median(delivered) + 0.5)
 			s.Lost = s.Sent - s.Delivered
 			s.MinDelivered, s.MaxDelivered = int64(slices.Min(delivered)), int64(slices.Max(delivered))
+		}
+		if s.OfferedRate > 0 && s.Runs > 0 {
+			s.Saturated = float64(s.Lost) > 0.01*float64(s.Sent) || (s.GeneratorPerSecond > 0 && s.GeneratorPerSecond < 0.95*s.OfferedRate)
 		}
 		r.Summary = append(r.Summary, s)
 	}
@@ -520,12 +528,18 @@ func (r *Results) Markdown(w io.Writer) {
 // below saturation.
 func (r *Results) latencyMarkdown(w io.Writer) {
 	var rows []Summary
+	var saturated []string
 	for _, s := range r.Summary {
-		if s.Latency != nil && s.Latency.Seen > 0 {
-			rows = append(rows, s)
+		if s.Latency == nil || s.Latency.Seen == 0 {
+			continue
 		}
+		if s.Saturated {
+			saturated = append(saturated, fmt.Sprintf("%s (p50 %.0f ms)", s.Case, s.Latency.P50Ms))
+			continue
+		}
+		rows = append(rows, s)
 	}
-	if len(rows) == 0 {
+	if len(rows) == 0 && len(saturated) == 0 {
 		return
 	}
 	fmt.Fprintf(w, "## End-to-end latency at a fixed offered rate\n\n")
@@ -536,6 +550,9 @@ func (r *Results) latencyMarkdown(w io.Writer) {
 	for _, s := range rows {
 		l := s.Latency
 		fmt.Fprintf(w, "| %s | %.0f | %.0f | %d / %d | %.1f | %.1f | %.1f | %.1f |\n", s.Case, s.OfferedRate, s.GeneratorPerSecond, l.Seen, l.Marks, l.P50Ms, l.P90Ms, l.P99Ms, l.MaxMs)
+	}
+	if len(saturated) > 0 {
+		fmt.Fprintf(w, "\nLeft out as saturated (more than 1 %% lost, or the generator more than 5 %% short of the offered rate; the figures are in results.json): %s.\n", strings.Join(saturated, ", "))
 	}
 	fmt.Fprintf(w, "\nleitstand's configuration for these figures: the file sink writes each batch with one `write` and no fsync (`fsync: never`; the default `interval` syncs once a second beside the writes, `always` syncs before each batch is acknowledged and adds the disk's flush time); syslog batches of up to 256 events or 10 ms (`batch_events`, `batch_linger`, the defaults), so below saturation a message waits up to 10 ms for its batch; NDJSON requests of 500 lines, a line's latency includes its whole request; pipeline with the default %s. rsyslog and syslog-ng run as in the tables: `omfile` and `file()` with their default buffering.\n\n", pipelineSetting(r.Settings))
 }
@@ -572,7 +589,7 @@ func (r *Results) overloadMarkdown(w io.Writer) {
 		fmt.Fprintf(w, "The overload cases offer leitstand %d× its capacity, taken as %.0f events/s (%s): UDP at that rate from several sockets, and TCP and NDJSON as fast as %s connections go. They run once each, after the other cases.\n\n",
 			overloadFactor, r.Capacity.EventsPerSecond, r.Capacity.Basis, overloadConns(r.Cases))
 	}
-	fmt.Fprintf(w, "For each leitstand run below, /metrics was scraped before the generator started and after the output stopped growing (before SIGTERM). **sent** is what the generator wrote (UDP) or got acknowledged (TCP, NDJSON); **delivered** the lines in the output; **dropped** `leitstand_events_dropped_total` by reason; **kernel** the datagrams the kernel dropped at leitstand's sockets, by `leitstand_syslog_kernel_drops_total` and by the drops column of `/proc/net/udp`; **unaccounted** is sent − delivered − dropped − kernel (metric): events lost without a counter saying so; **refused** `leitstand_events_refused_total` (answered 429, sent again by the generator). The memory bound is the pipeline queue (`leitstand_queue_capacity_events`; every queued or processing event holds a place) and, for HTTP bodies, `max_inflight_bytes` (256 MiB by default); the highest queue depth and Go heap in use are from sampling /metrics every 200 ms (overload cases).\n\n")
+	fmt.Fprintf(w, "For each leitstand run below, /metrics was scraped before the generator started and after the output stopped growing (before SIGTERM). **sent** is what the generator wrote (UDP) or got acknowledged (TCP, NDJSON); **delivered** the lines in the output; **dropped** `leitstand_events_dropped_total` by reason; **kernel** the datagrams the kernel dropped at leitstand's sockets, by `leitstand_syslog_kernel_drops_total` and by the drops column of `/proc/net/udp`; **unaccounted** is sent − delivered − dropped − kernel (metric): events lost without a counter saying so; **refused** `leitstand_events_refused_total` (answered 429, sent again by the generator). The memory bound is the pipeline queue (`leitstand_queue_capacity_events`; every queued or processing event holds a place) and, for HTTP bodies, `max_inflight_bytes` (256 MiB by default); no spool is configured (the file sink writes directly), so no spool cap applies; the highest queue depth and Go heap in use are from sampling /metrics every 200 ms (overload cases). The queue bounds events, not bytes: on the syslog paths a queued event holds about 1.8 KiB of live heap, so a full queue of 65536 is some 120 MiB of heap and, with the Go collector's default GOGC=100, about 200 MiB of RSS; [README.md](README.md#memory-what-leitstands-peak-rss-on-the-tcp-path-is) has the measurements and the recommended default.\n\n")
 	fmt.Fprintln(w, "| run | offered/s | reached/s | sent | delivered | dropped (metric) | kernel drops metric / proc | unaccounted | refused (resent) | max queue depth / capacity | max heap in use MiB | peak RSS MiB |")
 	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
 	for _, m := range rows {
