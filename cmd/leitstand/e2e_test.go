@@ -70,12 +70,21 @@ func freePort(t testing.TB) int {
 // on a free loopback port, and waits until /readyz answers 200.
 func startDaemon(t testing.TB, extraConfig string) *daemonProcess {
 	t.Helper()
+	return startDaemonOn(t, "127.0.0.1", extraConfig)
+}
+
+// startDaemonOn is startDaemon with the HTTP listener on host (0.0.0.0
+// makes the daemon treat it as reachable from the network; the test still
+// talks to it on loopback).
+func startDaemonOn(t testing.TB, host, extraConfig string) *daemonProcess {
+	t.Helper()
 	bin, err := buildBinary()
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	port := freePort(t)
+	addr := fmt.Sprintf("%s:%d", host, port)
 	syslogAddr := fmt.Sprintf("127.0.0.1:%d", freeUDPAndTCPPort(t))
 	cfgFile := filepath.Join(dir, "leitstand.yaml")
 	cfg := "http:\n  listen: " + addr + "\n" +
@@ -84,7 +93,7 @@ func startDaemon(t testing.TB, extraConfig string) *daemonProcess {
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	d := &daemonProcess{url: "http://" + addr, syslog: syslogAddr, data: filepath.Join(dir, "data"), stderr: &bytes.Buffer{}, exited: make(chan error, 1)}
+	d := &daemonProcess{url: fmt.Sprintf("http://127.0.0.1:%d", port), syslog: syslogAddr, data: filepath.Join(dir, "data"), stderr: &bytes.Buffer{}, exited: make(chan error, 1)}
 	d.cmd = execCommand(bin, "run", "-config", cfgFile, "-data", d.data)
 	d.cmd.Stderr = &lockedWriter{w: d.stderr}
 	if err := d.cmd.Start(); err != nil {

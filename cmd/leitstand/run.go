@@ -262,12 +262,6 @@ func build(cfg Config, dataDir string, log *slog.Logger) (*daemon, error) {
 			mux.Handle(p, api)
 		}
 	}
-	// /api/v1/ is the Prometheus query API and remote_write; it is more
-	// specific than the Sentry routes below, so a Sentry project cannot be
-	// called "v1".
-	if engine != nil {
-		mux.Handle(rules.APIPrefix, instrument(reg, "prometheus_api", engine.Handler()))
-	}
 	if cfg.Sentry.Enabled {
 		scfg := cfg.Sentry
 		scfg.Loopback = cfg.allLoopback()
@@ -283,12 +277,19 @@ func build(cfg Config, dataDir string, log *slog.Logger) (*daemon, error) {
 		d.receivers = append(d.receivers, namedComponent{"sentry", rcv})
 		d.sentryDSN = rcv.DevDSN(cfg.HTTP.Listen)
 	}
+	var ingest *httpin.Handler
 	if cfg.Ingest.Enabled {
-		ingest, err := httpin.New(cfg.Ingest, d.pipe, m, log.With("component", "ingest"))
+		ingest, err = httpin.New(cfg.Ingest, d.pipe, m, log.With("component", "ingest"))
 		if err != nil {
 			return nil, err
 		}
 		mux.Handle(httpin.Path, instrument(reg, "ingest", ingest))
+	}
+	// /api/v1/ is the Prometheus query API and remote_write; it is more
+	// specific than the Sentry routes, so a Sentry project cannot be
+	// called "v1".
+	if engine != nil {
+		mux.Handle(rules.APIPrefix, instrument(reg, "prometheus_api", guardPrometheusAPI(cfg, ingest, d.router, engine.Handler())))
 	}
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -384,6 +385,45 @@ func (d *daemon) readyz(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	writeStatus(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// guardPrometheusAPI lets only authenticated callers use the Prometheus
+// API once the listener leaves loopback: remote_write takes an ingest
+// token (it is data coming in), queries a role token whose scope is all
+// (series are not split by role). Client certificates
+// (http.tls.client_ca_file) authenticate as they do for the intake.
+func guardPrometheusAPI(cfg Config, ingest *httpin.Handler, router *alerting.Router, h http.Handler) http.Handler {
+	if httpserver.IsLoopback(cfg.HTTP.Listen) || cfg.HTTP.TLS.ClientCAFile != "" {
+		return h
+	}
+	deny := func(w http.ResponseWriter, code int, msg string) {
+		if code == http.StatusUnauthorized {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="leitstand"`)
+		}
+		writeStatus(w, code, map[string]string{"status": "error", "errorType": "unauthorized", "error": msg})
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == rules.APIPrefix+"write" {
+			if ingest == nil || !ingest.Authorized(r) {
+				deny(w, http.StatusUnauthorized, "remote_write needs a bearer token from ingest.auth")
+				return
+			}
+		} else {
+			var role *alerting.Role
+			if router != nil {
+				role = router.Authenticate(r)
+			}
+			switch {
+			case role == nil:
+				deny(w, http.StatusUnauthorized, "the Prometheus API needs the bearer token of a role with scope all: true")
+				return
+			case !role.Scope.All:
+				deny(w, http.StatusForbidden, "role "+role.Name+" may not query every series; the Prometheus API needs a role with scope all: true")
+				return
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // rolesHaveTokens reports whether any role can call the role-scoped API.

@@ -283,6 +283,11 @@ func refuseReason(status int) string {
 	return "bad_body"
 }
 
+// Authorized reports whether r carries one of the intake's tokens (always
+// true when none are configured). Other endpoints that take data in, such
+// as remote_write, accept the same tokens.
+func (h *Handler) Authorized(r *http.Request) bool { return h.authorized(r) }
+
 func (h *Handler) authorized(r *http.Request) bool {
 	if len(h.tokens) == 0 {
 		return true
