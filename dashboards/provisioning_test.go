@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path"
+	"strings"
 	"testing"
 
 	"gopkg.in/yaml.v3"
@@ -16,16 +17,17 @@ import (
 type datasourceFile struct {
 	APIVersion  int `yaml:"apiVersion"`
 	Datasources []struct {
-		Name      string         `yaml:"name"`
-		UID       string         `yaml:"uid"`
-		Type      string         `yaml:"type"`
-		Access    string         `yaml:"access"`
-		OrgID     int            `yaml:"orgId"`
-		URL       string         `yaml:"url"`
-		IsDefault bool           `yaml:"isDefault"`
-		Editable  bool           `yaml:"editable"`
-		Version   int            `yaml:"version"`
-		JSONData  map[string]any `yaml:"jsonData"`
+		Name      string            `yaml:"name"`
+		UID       string            `yaml:"uid"`
+		Type      string            `yaml:"type"`
+		Access    string            `yaml:"access"`
+		OrgID     int               `yaml:"orgId"`
+		URL       string            `yaml:"url"`
+		IsDefault bool              `yaml:"isDefault"`
+		Editable  bool              `yaml:"editable"`
+		Version   int               `yaml:"version"`
+		JSONData  map[string]any    `yaml:"jsonData"`
+		Secure    map[string]string `yaml:"secureJsonData"`
 	} `yaml:"datasources"`
 }
 
@@ -73,7 +75,12 @@ func TestProvisionedDatasource(t *testing.T) {
 	if ds.Type != "prometheus" || ds.Access != "proxy" || ds.URL != "http://leitstand:8080" || !ds.IsDefault {
 		t.Errorf("want the default prometheus data source at http://leitstand:8080 through Grafana's proxy, got %+v", ds)
 	}
-	known := map[string]bool{"httpMethod": true, "timeInterval": true, "queryTimeout": true, "prometheusType": true, "prometheusVersion": true, "cacheLevel": true, "incrementalQuerying": true}
+	known := map[string]bool{"httpMethod": true, "timeInterval": true, "queryTimeout": true, "prometheusType": true, "prometheusVersion": true, "cacheLevel": true, "incrementalQuerying": true, "httpHeaderName1": true}
+	// Off loopback the query API wants a role token (README "Access off
+	// loopback"): Grafana must send one, and from a secret, not inline.
+	if ds.JSONData["httpHeaderName1"] != "Authorization" || !strings.HasPrefix(ds.Secure["httpHeaderValue1"], "Bearer ${") {
+		t.Errorf("the data source must send Authorization: Bearer ${ENV}, got jsonData %v secureJsonData %v", ds.JSONData, ds.Secure)
+	}
 	for k := range ds.JSONData {
 		if !known[k] {
 			t.Errorf("jsonData key %q is not a Prometheus data source option", k)

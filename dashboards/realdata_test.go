@@ -39,14 +39,11 @@ var notYetExported = map[string]string{
 	// "No data" and let this list lose them.
 	"leitstand_events_dropped_total": "no series until a fire-and-forget source (UDP syslog, drop_newest) drops; nothing is dropped while the queue has room",
 	"leitstand_events_failed_total":  "no series until a sink fails a batch",
-	// Per sink, created on the first failed delivery; Elasticsearch takes
-	// every batch in this test.
-	"leitstand_spool_delivery_failures_total": "no series until a sink behind the spool fails a batch",
 
-	"leitstand_forward_lag_seconds":    "forward sink (collector/sink/forward) not wired into cmd/leitstand",
-	"leitstand_forward_requests_total": "forward sink (collector/sink/forward) not wired into cmd/leitstand",
-	"leitstand_forward_retries_total":  "forward sink (collector/sink/forward) not wired into cmd/leitstand",
-	"leitstand_forward_splits_total":   "forward sink (collector/sink/forward) not wired into cmd/leitstand",
+	"leitstand_forward_lag_seconds":    "exported by agents (role: agent) only; the test daemon is an aggregator",
+	"leitstand_forward_requests_total": "exported by agents (role: agent) only; the test daemon is an aggregator",
+	"leitstand_forward_retries_total":  "exported by agents (role: agent) only; the test daemon is an aggregator",
+	"leitstand_forward_splits_total":   "exported by agents (role: agent) only; the test daemon is an aggregator",
 
 	// rules/ registers these (rules/metrics.go); the engine is not wired
 	// into cmd/leitstand yet.

@@ -106,6 +106,12 @@ func New(cfg Config, sinks []collector.Sink, reg prometheus.Registerer, log *slo
 		s.deliverers = append(s.deliverers, &deliverer{s: s, sink: sink, name: sink.Name()})
 	}
 	s.m = newMetrics(reg, s)
+	for _, d := range s.deliverers {
+		// Each sink's series exist from the start at 0, so rate() and
+		// increase() see the first failure.
+		s.m.delivered.WithLabelValues(d.name)
+		s.m.deliveryFailures.WithLabelValues(d.name)
+	}
 	return s
 }
 
