@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strconv"
 	"time"
-	"unicode/utf16"
 	"unicode/utf8"
 	"unsafe"
 
@@ -26,11 +25,12 @@ const (
 // and everything else goes into the batch's arena. That is what keeps
 // decoding at a fraction of a microsecond per event.
 type lineDecoder struct {
-	arena *collector.Arena
-	data  []byte
-	pos   int
-	ev    *collector.Event
-	ts    bool // @timestamp seen
+	arena   *collector.Arena
+	data    []byte
+	pos     int
+	ev      *collector.Event
+	ts      bool   // @timestamp seen
+	scratch []byte // strings checked but not kept
 }
 
 // decodeError is a line's problem, with the byte offset it was found at.
@@ -287,87 +287,29 @@ func (d *lineDecoder) str() (string, error) {
 	return "", d.errorf("unterminated string")
 }
 
+// unescape finishes a string whose body starts at start and whose first
+// escape is at d.pos, into the arena.
 func (d *lineDecoder) unescape(start int) (string, error) {
 	buf := d.arena.Builder(d.pos - start + 32)
 	buf = append(buf, d.data[start:d.pos]...)
-	for d.pos < len(d.data) {
-		c := d.data[d.pos]
-		switch {
-		case c == '"':
-			d.pos++
-			return d.arena.Commit(buf), nil
-		case c < 0x20:
-			return "", d.errorf("control character in string")
-		case c != '\\':
-			buf = append(buf, c)
-			d.pos++
-			continue
-		}
-		if d.pos+1 >= len(d.data) {
-			break
-		}
-		e := d.data[d.pos+1]
-		d.pos += 2
-		switch e {
-		case '"', '\\', '/':
-			buf = append(buf, e)
-		case 'b':
-			buf = append(buf, '\b')
-		case 'f':
-			buf = append(buf, '\f')
-		case 'n':
-			buf = append(buf, '\n')
-		case 'r':
-			buf = append(buf, '\r')
-		case 't':
-			buf = append(buf, '\t')
-		case 'u':
-			r, ok := d.hex4()
-			if !ok {
-				return "", d.errorf(`invalid \u escape`)
-			}
-			if utf16.IsSurrogate(r) {
-				r2 := utf8.RuneError
-				if d.pos+1 < len(d.data) && d.data[d.pos] == '\\' && d.data[d.pos+1] == 'u' {
-					save := d.pos
-					d.pos += 2
-					if lo, ok := d.hex4(); ok {
-						r2 = utf16.DecodeRune(r, lo)
-					}
-					if r2 == utf8.RuneError {
-						d.pos = save // not a pair: leave the second escape for the loop
-					}
-				}
-				r = r2
-			}
-			buf = utf8.AppendRune(buf, r)
-		default:
-			d.pos -= 2
-			return "", d.errorf("invalid escape \\%c", e)
-		}
+	buf, n, err := collector.AppendUnescapedJSONString(buf, d.data[d.pos:])
+	d.pos += n
+	if err != nil {
+		return "", d.stringError(err)
 	}
-	return "", d.errorf("unterminated string")
+	return d.arena.Commit(buf), nil
 }
 
-func (d *lineDecoder) hex4() (rune, bool) {
-	if d.pos+4 > len(d.data) {
-		return 0, false
+// stringError places an error of collector.AppendUnescapedJSONString at
+// d.pos, where it stopped.
+func (d *lineDecoder) stringError(err error) error {
+	switch err {
+	case nil:
+		return nil
+	case collector.ErrJSONEscape:
+		return d.errorf("invalid escape \\%c", d.data[d.pos+1])
 	}
-	var r rune
-	for _, c := range d.data[d.pos : d.pos+4] {
-		switch {
-		case c >= '0' && c <= '9':
-			r = r<<4 | rune(c-'0')
-		case c >= 'a' && c <= 'f':
-			r = r<<4 | rune(c-'a'+10)
-		case c >= 'A' && c <= 'F':
-			r = r<<4 | rune(c-'A'+10)
-		default:
-			return 0, false
-		}
-	}
-	d.pos += 4
-	return r, true
+	return d.errorf("%s", err)
 }
 
 // number checks a JSON number literal.
@@ -429,8 +371,7 @@ func (d *lineDecoder) skipValue(depth int) error {
 	switch c := d.data[d.pos]; {
 	case c == '"':
 		d.pos++
-		_, err := d.skipString()
-		return err
+		return d.skipString()
 	case c == '{' || c == '[':
 		end := byte('}')
 		if c == '[' {
@@ -447,7 +388,7 @@ func (d *lineDecoder) skipValue(depth int) error {
 				if !d.consume('"') {
 					return d.errorf("expected a quoted object key")
 				}
-				if _, err := d.skipString(); err != nil {
+				if err := d.skipString(); err != nil {
 					return err
 				}
 				d.skipSpace()
@@ -475,34 +416,13 @@ func (d *lineDecoder) skipValue(depth int) error {
 	return d.errorf("invalid value")
 }
 
-// skipString checks a string body without unescaping it.
-func (d *lineDecoder) skipString() (int, error) {
-	start := d.pos
-	for d.pos < len(d.data) {
-		c := d.data[d.pos]
-		switch {
-		case c == '"':
-			d.pos++
-			return d.pos - start, nil
-		case c < 0x20:
-			return 0, d.errorf("control character in string")
-		case c == '\\':
-			if d.pos+1 >= len(d.data) {
-				return 0, d.errorf("unterminated string")
-			}
-			if e := d.data[d.pos+1]; e == 'u' {
-				d.pos += 2
-				if _, ok := d.hex4(); !ok {
-					return 0, d.errorf(`invalid \u escape`)
-				}
-				continue
-			} else if !bytes.ContainsRune([]byte(`"\/bfnrt`), rune(e)) {
-				return 0, d.errorf("invalid escape \\%c", e)
-			}
-			d.pos += 2
-			continue
-		}
-		d.pos++
-	}
-	return 0, d.errorf("unterminated string")
+// skipString checks a string body after its opening quote. It is
+// unescaped into scratch and thrown away, so that a string is accepted by
+// the same rules everywhere in a line.
+func (d *lineDecoder) skipString() error {
+	var n int
+	var err error
+	d.scratch, n, err = collector.AppendUnescapedJSONString(d.scratch[:0], d.data[d.pos:])
+	d.pos += n
+	return d.stringError(err)
 }

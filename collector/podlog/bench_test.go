@@ -141,3 +141,26 @@ func processCPU() time.Duration {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// BenchmarkParseDocker decodes json-file lines as Docker writes them: the
+// log text with a few escapes (quotes, a tab, the newline), stream, time.
+func BenchmarkParseDocker(b *testing.B) {
+	var lines [][]byte
+	size := 0
+	for i := 0; i < 1000; i++ {
+		l := []byte(`{"log":"` + strconv.Itoa(i) + ` GET /api/v1/orders?page=2 status=200 took=12ms\tbytes=5120 cache=miss msg=\"the quick brown fox\" jumps over the lazy dog \u00e4\n","stream":"stdout","time":"2026-11-22T08:15:00.123456789Z"}`)
+		lines = append(lines, l)
+		size += len(l)
+	}
+	var pl physLine
+	scratch := make([]byte, 0, 4096)
+	b.SetBytes(int64(size))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for _, l := range lines {
+			scratch = parseDocker(l, &pl, scratch[:0])
+		}
+	}
+	b.ReportMetric(float64(b.N)*float64(len(lines))/b.Elapsed().Seconds(), "lines/s")
+}

@@ -3,8 +3,8 @@ package podlog
 import (
 	"bytes"
 	"time"
-	"unicode/utf16"
-	"unicode/utf8"
+
+	"github.com/leitstand/leitstand/collector"
 )
 
 // format is a log file's line format, detected from its first byte.
@@ -222,87 +222,13 @@ func (d *jsonScan) rawString() ([]byte, bool) {
 	return nil, false
 }
 
-// unescape appends a string body, unescaped, to dst.
+// unescape appends a string body, unescaped, to dst. It is strict JSON,
+// as json-file writes it: a raw control character or a bad escape makes
+// the line not json-file, and it is kept whole as raw text.
 func (d *jsonScan) unescape(dst []byte) ([]byte, bool) {
-	for d.pos < len(d.data) {
-		// copy the run without escapes at once
-		run := d.pos
-		for run < len(d.data) && d.data[run] != '"' && d.data[run] != '\\' {
-			run++
-		}
-		dst = append(dst, d.data[d.pos:run]...)
-		d.pos = run
-		if d.pos >= len(d.data) {
-			return dst, false
-		}
-		if d.data[d.pos] == '"' {
-			d.pos++
-			return dst, true
-		}
-		if d.pos+1 >= len(d.data) {
-			return dst, false
-		}
-		e := d.data[d.pos+1]
-		d.pos += 2
-		switch e {
-		case '"', '\\', '/':
-			dst = append(dst, e)
-		case 'b':
-			dst = append(dst, '\b')
-		case 'f':
-			dst = append(dst, '\f')
-		case 'n':
-			dst = append(dst, '\n')
-		case 'r':
-			dst = append(dst, '\r')
-		case 't':
-			dst = append(dst, '\t')
-		case 'u':
-			r, ok := d.hex4()
-			if !ok {
-				return dst, false
-			}
-			if utf16.IsSurrogate(r) {
-				r2 := utf8.RuneError
-				if d.pos+1 < len(d.data) && d.data[d.pos] == '\\' && d.data[d.pos+1] == 'u' {
-					save := d.pos
-					d.pos += 2
-					if lo, ok := d.hex4(); ok {
-						r2 = utf16.DecodeRune(r, lo)
-					}
-					if r2 == utf8.RuneError {
-						d.pos = save
-					}
-				}
-				r = r2
-			}
-			dst = utf8.AppendRune(dst, r)
-		default:
-			return dst, false
-		}
-	}
-	return dst, false
-}
-
-func (d *jsonScan) hex4() (rune, bool) {
-	if d.pos+4 > len(d.data) {
-		return 0, false
-	}
-	var r rune
-	for _, c := range d.data[d.pos : d.pos+4] {
-		switch {
-		case c >= '0' && c <= '9':
-			r = r<<4 | rune(c-'0')
-		case c >= 'a' && c <= 'f':
-			r = r<<4 | rune(c-'a'+10)
-		case c >= 'A' && c <= 'F':
-			r = r<<4 | rune(c-'A'+10)
-		default:
-			return 0, false
-		}
-	}
-	d.pos += 4
-	return r, true
+	dst, n, err := collector.AppendUnescapedJSONString(dst, d.data[d.pos:])
+	d.pos += n
+	return dst, err == nil
 }
 
 // skipValue skips a JSON value of any kind (json-file's "attrs").

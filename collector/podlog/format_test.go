@@ -53,6 +53,8 @@ func TestParseDocker(t *testing.T) {
 		{line: `{"log":"x\n","attrs":{"a":[1,{"b":null}],"c":"d"},"stream":"stdout","time":"2026-11-22T08:15:00.123456789Z"}`, text: "x"},
 		{line: `{"stream":"stdout","time":"2026-11-22T08:15:00.123456789Z"}`, raw: true},
 		{line: `{"log":"unterminated`, raw: true},
+		{line: `{"log":"bad \x escape"}`, raw: true},
+		{line: "{\"log\":\"a raw\ttab, which JSON and json-file never have\"}", raw: true},
 		{line: `not json`, raw: true},
 	}
 	for _, c := range cases {
