@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/leitstand/leitstand/internal/peers"
 )
 
 const partialWriteDirEnv = "LEITSTAND_TEST_PARTIAL_WRITE_DIR"
@@ -27,6 +29,10 @@ func TestPartialWriteIsCutOff(t *testing.T) {
 	cmd := exec.Command(os.Args[0], "-test.run=^TestPartialWriteChild$", "-test.v", "-test.count=1")
 	cmd.Env = append(os.Environ(), partialWriteDirEnv+"="+dir)
 	out, err := cmd.CombinedOutput()
+	if err == nil && strings.Contains(string(out), "--- SKIP: TestPartialWriteChild") {
+		// The child skips only outside CI; in CI it fails.
+		t.Skipf("child could not limit the file size:\n%s", out)
+	}
 	if err != nil || !strings.Contains(string(out), "--- PASS: TestPartialWriteChild") {
 		t.Fatalf("child: %v\n%s", err, out)
 	}
@@ -56,6 +62,11 @@ func TestPartialWriteChild(t *testing.T) {
 	// Room for 100 more bytes: the next batch (about 1KiB) is cut short.
 	lim := syscall.Rlimit{Cur: uint64(info.Size()) + 100, Max: old.Max}
 	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &lim); err != nil {
+		// Some sandboxes refuse setrlimit. CI runs where it works: there a
+		// refusal is a failure, not a reason to skip.
+		if peers.CI() {
+			t.Fatalf("cannot limit the file size: %v", err)
+		}
 		t.Skipf("cannot limit the file size: %v", err)
 	}
 	b = events("app", 5, 5)
