@@ -164,3 +164,19 @@ func BenchmarkScrubString(b *testing.B) {
 		a.ScrubString(text)
 	}
 }
+
+// BenchmarkPathological scrubs 1 MiB of each pathological fragment
+// repeated; TestPathologicalInputsStayLinear checks by counting, not by
+// time, that none of them makes a scan quadratic.
+func BenchmarkPathological(b *testing.B) {
+	a := newTestAnonymizer(b)
+	for _, frag := range pathologicalFragments {
+		s := strings.Repeat(frag, (1<<20)/len(frag))
+		b.Run(fmt.Sprintf("%q", frag), func(b *testing.B) {
+			b.SetBytes(int64(len(s)))
+			for i := 0; i < b.N; i++ {
+				a.ScrubString(s)
+			}
+		})
+	}
+}
