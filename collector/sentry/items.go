@@ -220,14 +220,10 @@ func (n *normalizer) span(c *spanCtx) error {
 // spanItem normalises a span item: a v2 container {"items": [...]} or, in
 // the older form, one span.
 func (n *normalizer) spanItem(payload []byte) error {
-	if err := checkJSON(payload); err != nil {
+	if err := n.open(payload, "a span item"); err != nil {
 		return err
 	}
 	s := &n.s
-	s.reset(payload, &n.b.Arena)
-	if s.peek() != '{' {
-		return errors.New("a span item must be a JSON object")
-	}
 	mark := len(n.b.Events)
 	// Look for "items" first; a span of the older form has none.
 	probe := *s
@@ -252,21 +248,9 @@ func (n *normalizer) spanItem(payload []byte) error {
 		s.end()
 	} else {
 		s.object()
-		first := true
-		for k, ok := s.member(&first); ok; k, ok = s.member(&first) {
-			if string(k) != "items" || !s.array() {
-				if string(k) != "items" {
-					s.skip()
-				}
-				continue
-			}
-			f := true
-			for s.element(&f) {
-				if err := n.span(&c); err != nil {
-					n.truncate(mark)
-					return err
-				}
-			}
+		if err := n.elements("items", func() error { return n.span(&c) }); err != nil {
+			n.truncate(mark)
+			return err
 		}
 		s.end()
 	}
@@ -279,31 +263,15 @@ func (n *normalizer) spanItem(payload []byte) error {
 
 // logItem normalises a log container: one sentry.log event per record.
 func (n *normalizer) logItem(payload []byte) error {
-	if err := checkJSON(payload); err != nil {
+	if err := n.open(payload, "a log item"); err != nil {
 		return err
 	}
 	s := &n.s
-	s.reset(payload, &n.b.Arena)
-	if s.peek() != '{' {
-		return errors.New("a log item must be a JSON object")
-	}
 	mark := len(n.b.Events)
 	s.object()
-	first := true
-	for k, ok := s.member(&first); ok; k, ok = s.member(&first) {
-		if string(k) != "items" || !s.array() {
-			if string(k) != "items" {
-				s.skip()
-			}
-			continue
-		}
-		f := true
-		for s.element(&f) {
-			if err := n.logRecord(); err != nil {
-				n.truncate(mark)
-				return err
-			}
-		}
+	if err := n.elements("items", n.logRecord); err != nil {
+		n.truncate(mark)
+		return err
 	}
 	s.end()
 	if s.err != nil {
@@ -502,14 +470,10 @@ func (n *normalizer) attribute(e *collector.Event, a *attrState, key, val string
 
 // checkIn normalises a check-in into a sentry.check_in event.
 func (n *normalizer) checkIn(payload []byte) error {
-	if err := checkJSON(payload); err != nil {
+	if err := n.open(payload, "a check-in"); err != nil {
 		return err
 	}
 	s := &n.s
-	s.reset(payload, &n.b.Arena)
-	if s.peek() != '{' {
-		return errors.New("a check-in must be a JSON object")
-	}
 	mark := len(n.b.Events)
 	e, err := n.next()
 	if err != nil {
@@ -593,14 +557,11 @@ const numSessionStatus = len(sessionStatuses)
 
 // session counts a single session update by its status.
 func (n *normalizer) session(payload []byte) error {
-	if err := checkJSON(payload); err != nil {
+	if err := n.open(payload, "a session"); err != nil {
 		return err
 	}
 	s := &n.s
-	s.reset(payload, &n.b.Arena)
-	if !s.object() {
-		return errors.New("a session must be a JSON object")
-	}
+	s.object()
 	status := "ok"
 	errs := ""
 	first := true
@@ -631,59 +592,44 @@ func (n *normalizer) session(payload []byte) error {
 
 // sessionAggregates counts {"aggregates": [{"exited": n, "errored": n, …}]}.
 func (n *normalizer) sessionAggregates(payload []byte) error {
-	if err := checkJSON(payload); err != nil {
+	if err := n.open(payload, "sessions"); err != nil {
 		return err
 	}
 	s := &n.s
-	s.reset(payload, &n.b.Arena)
-	if !s.object() {
-		return errors.New("sessions must be a JSON object")
-	}
-	first := true
-	for k, ok := s.member(&first); ok; k, ok = s.member(&first) {
-		if string(k) != "aggregates" || !s.array() {
-			if string(k) != "aggregates" {
-				s.skip()
-			}
-			continue
+	s.object()
+	_ = n.elements("aggregates", func() error {
+		if !s.object() {
+			return nil
 		}
-		f := true
-		for s.element(&f) {
-			if !s.object() {
+		g := true
+		for k, ok := s.member(&g); ok; k, ok = s.member(&g) {
+			idx := -1
+			for i, st := range sessionStatuses {
+				if string(k) == st {
+					idx = i
+				}
+			}
+			v, ok := s.number()
+			if idx < 0 || !ok {
 				continue
 			}
-			g := true
-			for k, ok := s.member(&g); ok; k, ok = s.member(&g) {
-				idx := -1
-				for i, st := range sessionStatuses {
-					if string(k) == st {
-						idx = i
-					}
-				}
-				v, ok := s.number()
-				if idx < 0 || !ok {
-					continue
-				}
-				if c, err := strconv.Atoi(v); err == nil && c > 0 && c < 1e9 {
-					n.sessions[idx] += c
-				}
+			if c, err := strconv.Atoi(v); err == nil && c > 0 && c < 1e9 {
+				n.sessions[idx] += c
 			}
 		}
-	}
+		return nil
+	})
 	s.end()
 	return errOrNil(s.err)
 }
 
 // clientReport collects what the SDK says it discarded.
 func (n *normalizer) clientReport(payload []byte) error {
-	if err := checkJSON(payload); err != nil {
+	if err := n.open(payload, "a client report"); err != nil {
 		return err
 	}
 	s := &n.s
-	s.reset(payload, &n.b.Arena)
-	if !s.object() {
-		return errors.New("a client report must be a JSON object")
-	}
+	s.object()
 	first := true
 	for k, ok := s.member(&first); ok; k, ok = s.member(&first) {
 		var implied string
@@ -730,6 +676,43 @@ func (n *normalizer) clientReport(payload []byte) error {
 	}
 	s.end()
 	return errOrNil(s.err)
+}
+
+// open starts reading an item's payload, which must be a JSON object; what
+// names the item in the error ("a span item").
+func (n *normalizer) open(payload []byte, what string) error {
+	if err := checkJSON(payload); err != nil {
+		return err
+	}
+	n.s.reset(payload, &n.b.Arena)
+	if n.s.peek() != '{' {
+		return errors.New(what + " must be a JSON object")
+	}
+	return nil
+}
+
+// elements calls each for every element of the array member name of the
+// object just opened, and skips the other members (and name if it is not
+// an array). It stops at the first error of each.
+func (n *normalizer) elements(name string, each func() error) error {
+	s := &n.s
+	first := true
+	for k, ok := s.member(&first); ok; k, ok = s.member(&first) {
+		if string(k) != name {
+			s.skip()
+			continue
+		}
+		if !s.array() {
+			continue
+		}
+		f := true
+		for s.element(&f) {
+			if err := each(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // errOrNil keeps a nil *syntaxError from becoming a non-nil error.

@@ -280,14 +280,10 @@ func (n *normalizer) time() (time.Time, bool) {
 
 // event normalises an event or transaction item (or a /store/ body).
 func (n *normalizer) event(payload []byte, transaction bool) error {
-	if err := checkJSON(payload); err != nil {
+	if err := n.open(payload, "an event"); err != nil {
 		return err
 	}
 	s := &n.s
-	s.reset(payload, &n.b.Arena)
-	if s.peek() != '{' {
-		return errors.New("an event must be a JSON object")
-	}
 	mark := len(n.b.Events)
 	e, err := n.next()
 	if err != nil {
@@ -1154,49 +1150,15 @@ func (n *normalizer) stringOrRaw(e *collector.Event, skey, rkey string) {
 
 // cookies reads cookies as text ("a=1; b=2"), from text, pairs or an
 // object.
-func (n *normalizer) cookies() string {
-	s := &n.s
-	switch s.peek() {
-	case '"':
-		v, _ := s.str()
-		return v
-	case '[', '{':
-	default:
-		s.skip()
-		return ""
-	}
-	out := n.scratch[:0]
-	add := func(k, v string) {
-		if len(out) > 0 {
-			out = append(out, "; "...)
-		}
-		out = append(append(append(out, k...), '='), v...)
-	}
-	if s.peek() == '[' {
-		s.array()
-		first := true
-		for s.element(&first) {
-			if k, v, ok := n.pair(); ok {
-				add(k, v)
-			}
-		}
-	} else {
-		s.object()
-		first := true
-		for k, ok := s.member(&first); ok; k, ok = s.member(&first) {
-			key := s.stableKey(k)
-			if v, ok := s.str(); ok {
-				add(key, v)
-			}
-		}
-	}
-	n.scratch = out
-	return n.b.Arena.String(out)
-}
+func (n *normalizer) cookies() string { return n.pairsText("; ") }
 
 // queryString reads a query as text, or as pairs or an object, which it
 // joins into text.
-func (n *normalizer) queryString() string {
+func (n *normalizer) queryString() string { return n.pairsText("&") }
+
+// pairsText reads text as it is, or pairs ([["k","v"], …]) or an object of
+// strings, which it joins as k=v with sep between.
+func (n *normalizer) pairsText(sep string) string {
 	s := &n.s
 	switch s.peek() {
 	case '"':
@@ -1210,7 +1172,7 @@ func (n *normalizer) queryString() string {
 	out := n.scratch[:0]
 	add := func(k, v string) {
 		if len(out) > 0 {
-			out = append(out, '&')
+			out = append(out, sep...)
 		}
 		out = append(append(append(out, k...), '='), v...)
 	}

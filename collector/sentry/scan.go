@@ -2,8 +2,6 @@ package sentry
 
 import (
 	"strconv"
-	"unicode/utf16"
-	"unicode/utf8"
 	"unsafe"
 
 	"github.com/leitstand/leitstand/collector"
@@ -145,7 +143,7 @@ func (s *scanner) member(first *bool) ([]byte, bool) {
 	if end, simple := s.scanString(); simple {
 		key = s.data[start:end]
 	} else if s.err == nil {
-		s.keyBuf = unescape(s.keyBuf[:0], s.data[start:end])
+		s.keyBuf = unescape(s.keyBuf[:0], s.data[start:end+1])
 		key = s.keyBuf
 		s.keyEscaped = true
 	}
@@ -267,62 +265,10 @@ var stringStop = func() (t [256]bool) {
 
 func isHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' }
 
-func hexVal(c byte) rune {
-	switch {
-	case c >= '0' && c <= '9':
-		return rune(c - '0')
-	case c >= 'a' && c <= 'f':
-		return rune(c - 'a' + 10)
-	}
-	return rune(c - 'A' + 10)
-}
-
-// unescape appends the unescaped form of a string body whose escapes
-// scanString has checked. Lone surrogates become U+FFFD.
-func unescape(dst, p []byte) []byte {
-	for i := 0; i < len(p); {
-		c := p[i]
-		if c != '\\' {
-			j := i + 1
-			for j < len(p) && p[j] != '\\' {
-				j++
-			}
-			dst = append(dst, p[i:j]...)
-			i = j
-			continue
-		}
-		e := p[i+1]
-		i += 2
-		switch e {
-		case 'b':
-			dst = append(dst, '\b')
-		case 'f':
-			dst = append(dst, '\f')
-		case 'n':
-			dst = append(dst, '\n')
-		case 'r':
-			dst = append(dst, '\r')
-		case 't':
-			dst = append(dst, '\t')
-		case 'u':
-			r := hexVal(p[i])<<12 | hexVal(p[i+1])<<8 | hexVal(p[i+2])<<4 | hexVal(p[i+3])
-			i += 4
-			if utf16.IsSurrogate(r) {
-				r2 := utf8.RuneError
-				if i+6 <= len(p) && p[i] == '\\' && p[i+1] == 'u' {
-					lo := hexVal(p[i+2])<<12 | hexVal(p[i+3])<<8 | hexVal(p[i+4])<<4 | hexVal(p[i+5])
-					if d := utf16.DecodeRune(r, lo); d != utf8.RuneError {
-						r2 = d
-						i += 6
-					}
-				}
-				r = r2
-			}
-			dst = utf8.AppendRune(dst, r)
-		default: // '"', '\\', '/'
-			dst = append(dst, e)
-		}
-	}
+// unescape appends the value of a string that scanString has checked;
+// quoted is its body and closing quote.
+func unescape(dst, quoted []byte) []byte {
+	dst, _, _ = collector.AppendUnescapedJSONString(dst, quoted)
 	return dst
 }
 
@@ -351,7 +297,7 @@ func (s *scanner) str() (string, bool) {
 			return view(s.data[start:end]), true
 		}
 		buf := s.arena.Builder(end - start)
-		return s.arena.Commit(unescape(buf, s.data[start:end])), true
+		return s.arena.Commit(unescape(buf, s.data[start:end+1])), true
 	case c == '-' || c >= '0' && c <= '9' || c == 't' || c == 'f':
 		start := s.pos
 		s.skip()
