@@ -86,6 +86,7 @@ syslog:
 		rec.input("`leitstand check`, %s → %s", c.name, verdict)
 		if got != c.ok {
 			t.Errorf("leitstand check on %s: exit %d, want the config %s\n%s", c.name, code, map[bool]string{true: "accepted", false: "refused"}[c.ok], out)
+			rec.note("FINDING: `leitstand check` accepts %s: ingest.auth guards /v1/ingest only, so off loopback the Prometheus query API and remote_write (/api/v1/), /api/v1/alerts and /metrics answer anyone (see the loopback probes below: 200 without credentials)", c.name)
 		}
 	}
 
