@@ -140,6 +140,12 @@ func (d *lineDecoder) object(prefix string, depth int) error {
 		if err != nil {
 			return err
 		}
+		if !utf8.ValidString(key) {
+			// Repaired now, not when encoding: two keys that differ only
+			// in their invalid bytes ("\xff0" and "\ud8000") must become
+			// one field, or the event would encode a duplicate key.
+			key = d.view(bytes.ToValidUTF8([]byte(key), []byte("\uFFFD")))
+		}
 		if err := checkKey(key); err != nil {
 			return d.errorf("%s", err)
 		}
