@@ -618,6 +618,7 @@ func (r *Results) overloadMarkdown(w io.Writer) {
 			a.Unaccounted, refused, depth, heap, float64(m.PeakRSSBytes)/(1<<20))
 	}
 	fmt.Fprintln(w)
+	fmt.Fprintf(w, "Where *unaccounted* is not 0 it equals the kernel drops `/proc/net/udp` counted and `leitstand_syslog_kernel_drops_total` did not: leitstand learns the kernel's drop count from the `SO_RXQ_OVFL` value of each datagram it reads, which is the count when that datagram was queued, so datagrams dropped after the last one that made it into the socket buffer are never counted. Every other loss is in a counter: sent = delivered + dropped + kernel drops (/proc) in every run.\n\n")
 }
 
 func overloadConns(cs []Case) string {
