@@ -78,7 +78,18 @@ func newDaemon(t testing.TB, name, config string, opts daemonOptions) *daemon {
 	if es != nil {
 		esURL = es.URL
 	}
-	config = strings.NewReplacer("@HTTP@", d.addr, "@SYSLOG@", d.syslog, "@DATA@", d.data, "@DIR@", dir, "@ES@", esURL).Replace(config)
+	_, port, _ := net.SplitHostPort(d.addr)
+	if strings.Contains(config, "@PORT@") {
+		// The config names its own host for the listener (see
+		// loopbackHostName); it still binds 127.0.0.1.
+		for _, l := range strings.Split(config, "\n") {
+			if h, ok := strings.CutPrefix(strings.TrimSpace(l), "listen: "); ok && strings.HasSuffix(h, ":@PORT@") {
+				d.addr = net.JoinHostPort(strings.TrimSuffix(h, ":@PORT@"), port)
+				d.url = scheme + "://" + d.addr
+			}
+		}
+	}
+	config = strings.NewReplacer("@PORT@", port, "@HTTP@", d.addr, "@SYSLOG@", d.syslog, "@DATA@", d.data, "@DIR@", dir, "@ES@", esURL).Replace(config)
 	if err := os.WriteFile(d.config, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}

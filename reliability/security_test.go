@@ -31,14 +31,17 @@ func check(t testing.TB, config string) (int, string) {
 	return 0, string(out)
 }
 
-// TestSecurityOffLoopback: a config whose listeners leave loopback must
-// authenticate every endpoint but the health checks. The suite listens on
-// loopback only, so `leitstand check` is the judge: it must refuse configs
-// that would serve anything else to anyone.
+// TestSecurityOffLoopback: once a listener leaves loopback every endpoint
+// but the health checks and /metrics must ask for credentials. The suite
+// binds loopback only, so it uses two judges: `leitstand check`, which must
+// refuse listeners off loopback that authenticate no one, and a daemon whose
+// http.listen names this machine's host name — not an address leitstand
+// counts as loopback, yet resolving to 127.0.0.1 only — probed endpoint by
+// endpoint without and with credentials.
 func TestSecurityOffLoopback(t *testing.T) {
 	suite.Require(t)
 	rec := scenario(t, 50, "Security: authentication off loopback")
-	const token = "rel-token-0123456789abcdef"
+	cert, key := writeCert(t, t.TempDir())
 	cases := []struct {
 		name   string
 		config string
@@ -53,17 +56,14 @@ syslog:
   listeners:
     - {protocol: tcp, address: "0.0.0.0:15514"}
 `, false},
-		// Bearer tokens on the intake only: the Prometheus query API and
-		// remote_write (/api/v1/), /api/v1/alerts and /metrics stay open
-		// to anyone who can reach the port.
-		{"HTTP on 0.0.0.0 with ingest bearer tokens, Prometheus API and remote_write receiver on (defaults)", `http:
+		{"HTTP on 0.0.0.0 with ingest bearer tokens (the other endpoints guarded at run time)", `http:
   listen: 0.0.0.0:18080
 ingest:
   auth:
-    tokens: ["` + token + `"]
+    tokens: ["rel-token-0123456789abcdef"]
 syslog:
   enabled: false
-`, false},
+`, true},
 		{"HTTP on 0.0.0.0 with mutual TLS (client certificates authenticate every request)", `http:
   listen: 0.0.0.0:18080
   tls:
@@ -74,7 +74,6 @@ syslog:
   enabled: false
 `, true},
 	}
-	cert, key := writeCert(t, t.TempDir())
 	for _, c := range cases {
 		cfg := strings.NewReplacer("@CERT@", cert, "@KEY@", key).Replace(c.config)
 		code, out := check(t, cfg)
@@ -86,43 +85,113 @@ syslog:
 		rec.input("`leitstand check`, %s → %s", c.name, verdict)
 		if got != c.ok {
 			t.Errorf("leitstand check on %s: exit %d, want the config %s\n%s", c.name, code, map[bool]string{true: "accepted", false: "refused"}[c.ok], out)
-			rec.note("FINDING: `leitstand check` accepts %s: ingest.auth guards /v1/ingest only, so off loopback the Prometheus query API and remote_write (/api/v1/), /api/v1/alerts and /metrics answer anyone (see the loopback probes below: 200 without credentials)", c.name)
 		}
 	}
 
-	// What a daemon with intake tokens answers to a caller without
-	// credentials, endpoint by endpoint (on loopback, where the open
-	// Prometheus API is intended for a local Grafana).
-	d := newDaemon(t, "leitstand", `http:
+	host := loopbackHostName(t)
+	const ingestToken, allToken, shopToken = "rel-ingest-token-5f1e2d3c4b5a", "rel-role-all-token-9a8b7c6d5e", "rel-role-shop-token-1a2b3c4d5e"
+	dir := t.TempDir()
+	allFile, shopFile := filepath.Join(dir, "all.token"), filepath.Join(dir, "shop.token")
+	os.WriteFile(allFile, []byte(allToken), 0o600)
+	os.WriteFile(shopFile, []byte(shopToken), 0o600)
+	d := newDaemon(t, "leitstand", strings.Replace(fmt.Sprintf(`http:
   listen: @HTTP@
 ingest:
   auth:
-    tokens: ["`+token+`"]
+    tokens: ["%s"]
 syslog:
   enabled: false
-`, daemonOptions{})
-	for _, ep := range []struct{ method, path, body string }{
-		{"POST", "/v1/ingest", `{"message":"x"}`},
-		{"POST", "/api/1/envelope/", "{}\n"},
-		{"GET", "/api/v1/query?query=up", ""},
-		{"POST", "/api/v1/write", ""},
-		{"GET", "/api/v1/alerts", ""},
-		{"GET", "/metrics", ""},
-		{"GET", "/healthz", ""},
-		{"GET", "/readyz", ""},
+alerting:
+  roles:
+    - name: platform-ops
+      receiver: {name: ops}
+      scope: {all: true}
+      token_files: [%s]
+    - name: dev/shop
+      matchers: ['namespace="shop"']
+      receiver: {name: shop}
+      scope: {namespaces: [shop]}
+      token_files: [%s]
+`, ingestToken, allFile, shopFile), "listen: @HTTP@", "listen: "+host+":@PORT@", 1), daemonOptions{})
+	type probe struct{ method, path, body, token string }
+	open := map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true}
+	for _, p := range []probe{
+		{"POST", "/v1/ingest", `{"message":"x"}`, ""},
+		{"POST", "/v1/ingest", `{"message":"x"}`, ingestToken},
+		{"POST", "/api/1/envelope/?sentry_key=dev", "{}\n", ""},
+		{"GET", "/api/v1/query?query=up", "", ""},
+		{"GET", "/api/v1/query?query=up", "", shopToken},
+		{"GET", "/api/v1/query?query=up", "", allToken},
+		{"POST", "/api/v1/write", "", ""},
+		{"POST", "/api/v1/write", "", ingestToken},
+		{"GET", "/api/v1/rules", "", ""},
+		{"GET", "/api/v1/alerts", "", ""},
+		{"GET", "/api/v1/alerts", "", shopToken},
+		{"POST", "/api/v1/silences", `{"matchers":[]}`, ""},
+		{"GET", "/metrics", "", ""},
+		{"GET", "/healthz", "", ""},
+		{"GET", "/readyz", "", ""},
 	} {
-		req, _ := http.NewRequest(ep.method, d.url+ep.path, strings.NewReader(ep.body))
+		req, _ := http.NewRequest(p.method, d.url+p.path, strings.NewReader(p.body))
+		who := "without credentials"
+		if p.token != "" {
+			req.Header.Set("Authorization", "Bearer "+p.token)
+			who = "with " + map[string]string{ingestToken: "an ingest token", allToken: "a scope-all role token", shopToken: "the dev/shop role token"}[p.token]
+		}
 		resp, err := insecureClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
 		resp.Body.Close()
-		rec.input("loopback daemon with ingest tokens, %s %s without credentials → %d", ep.method, ep.path, resp.StatusCode)
-		if (ep.path == "/v1/ingest" || ep.path == "/api/1/envelope/") && resp.StatusCode != http.StatusUnauthorized {
-			t.Errorf("%s %s without credentials: %d, want 401", ep.method, ep.path, resp.StatusCode)
+		rec.input("daemon listening on %s:PORT (off loopback for leitstand), %s %s %s → %d", host, p.method, p.path, who, resp.StatusCode)
+		path, _, _ := strings.Cut(p.path, "?")
+		switch {
+		case p.token == "" && !open[path] && resp.StatusCode != http.StatusUnauthorized:
+			t.Errorf("%s %s without credentials off loopback: %d, want 401", p.method, path, resp.StatusCode)
+		case p.token == shopToken && path == "/api/v1/query" && resp.StatusCode != http.StatusForbidden:
+			t.Errorf("the Prometheus API with a scoped role's token: %d, want 403", resp.StatusCode)
+		case (p.token == allToken || p.token == ingestToken && path == "/v1/ingest") && resp.StatusCode/100 != 2:
+			t.Errorf("%s %s %s: %d, want 2xx", p.method, path, who, resp.StatusCode)
+		case p.token == "" && open[path] && resp.StatusCode != http.StatusOK:
+			t.Errorf("%s: %d, want 200 (probes and scrapers need no credentials)", path, resp.StatusCode)
 		}
 	}
-	rec.Faults = "configs that leave loopback, checked with `leitstand check`; unauthenticated requests to a running daemon"
+	rec.Faults = "configs that leave loopback, judged by `leitstand check`; a running daemon that counts itself off loopback, called without, with wrong-scope and with right credentials"
+	if code := d.stop(); code != 0 {
+		t.Errorf("exit %d after SIGTERM", code)
+	}
+}
+
+// loopbackHostName returns this machine's host name when it resolves to
+// loopback addresses only: leitstand treats any name but "localhost" as
+// off loopback, while the kernel binds it to 127.0.0.1.
+func loopbackHostName(t testing.TB) string {
+	t.Helper()
+	for _, h := range []string{hostName(), "vm", "runsc"} {
+		if h == "" || h == "localhost" {
+			continue
+		}
+		ips, err := net.LookupHost(h)
+		if err != nil || len(ips) == 0 {
+			continue
+		}
+		ok := true
+		for _, ip := range ips {
+			if p := net.ParseIP(ip); p == nil || !p.IsLoopback() {
+				ok = false
+			}
+		}
+		if ok {
+			return h
+		}
+	}
+	t.Fatal("no host name that resolves to loopback only (add one to /etc/hosts, e.g. `127.0.0.1 leitstand-offloopback`)")
+	return ""
+}
+
+func hostName() string {
+	h, _ := os.Hostname()
+	return h
 }
 
 // TestSecurityTLSMinimum: HTTPS and syslog over TLS refuse TLS 1.1 and
