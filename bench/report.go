@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/leitstand/leitstand/bench/loadgen"
+	"github.com/leitstand/leitstand/collector/pipeline"
 )
 
 // SchemaVersion is the version of the results file's layout.
@@ -558,7 +559,7 @@ func (r *Results) latencyMarkdown(w io.Writer) {
 }
 
 func pipelineSetting(s Settings) string {
-	q, w := "queue_size 65536", "workers = CPUs"
+	q, w := fmt.Sprintf("queue_size %d", pipeline.DefaultConfig().QueueSize), "workers = CPUs"
 	if s.QueueSize > 0 {
 		q = fmt.Sprintf("queue_size %d (changed for this run)", s.QueueSize)
 	}
@@ -589,7 +590,7 @@ func (r *Results) overloadMarkdown(w io.Writer) {
 		fmt.Fprintf(w, "The overload cases offer leitstand %d× its capacity, taken as %.0f events/s (%s): UDP at that rate from several sockets, and TCP and NDJSON as fast as %s connections go. They run once each, after the other cases.\n\n",
 			overloadFactor, r.Capacity.EventsPerSecond, r.Capacity.Basis, overloadConns(r.Cases))
 	}
-	fmt.Fprintf(w, "For each leitstand run below, /metrics was scraped before the generator started and after the output stopped growing (before SIGTERM). **sent** is what the generator wrote (UDP) or got acknowledged (TCP, NDJSON); **delivered** the lines in the output; **dropped** `leitstand_events_dropped_total` by reason; **kernel** the datagrams the kernel dropped at leitstand's sockets, by `leitstand_syslog_kernel_drops_total` and by the drops column of `/proc/net/udp`; **unaccounted** is sent − delivered − dropped − kernel (metric): events lost without a counter saying so; **refused** `leitstand_events_refused_total` (answered 429, sent again by the generator). The memory bound is the pipeline queue (`leitstand_queue_capacity_events`; every queued or processing event holds a place) and, for HTTP bodies, `max_inflight_bytes` (256 MiB by default); no spool is configured (the file sink writes directly), so no spool cap applies; the highest queue depth and Go heap in use are from sampling /metrics every 200 ms (overload cases). The queue bounds events, not bytes: on the syslog paths a queued event holds about 1.8 KiB of live heap, so a full queue of 65536 is some 120 MiB of heap and, with the Go collector's default GOGC=100, about 200 MiB of RSS; [README.md](README.md#memory-what-leitstands-peak-rss-on-the-tcp-path-is) has the measurements and the recommended default.\n\n")
+	fmt.Fprintf(w, "For each leitstand run below, /metrics was scraped before the generator started and after the output stopped growing (before SIGTERM). **sent** is what the generator wrote (UDP) or got acknowledged (TCP, NDJSON); **delivered** the lines in the output; **dropped** `leitstand_events_dropped_total` by reason; **kernel** the datagrams the kernel dropped at leitstand's sockets, by `leitstand_syslog_kernel_drops_total` and by the drops column of `/proc/net/udp`; **unaccounted** is sent − delivered − dropped − kernel (metric): events lost without a counter saying so; **refused** `leitstand_events_refused_total` (answered 429, sent again by the generator). The memory bound is the pipeline queue (`leitstand_queue_capacity_events`; every queued or processing event holds a place) and, for HTTP bodies, `max_inflight_bytes` (256 MiB by default); no spool is configured (the file sink writes directly), so no spool cap applies; the highest queue depth and Go heap in use are from sampling /metrics every 200 ms (overload cases). The queue bounds events, not bytes: on the syslog paths a queued event holds about 1.8 KiB of live heap, so a full queue of 65536 (the default before it became 16384) is some 120 MiB of heap and, with the Go collector's default GOGC=100, about 200 MiB of RSS; [README.md](README.md#memory-what-leitstands-peak-rss-on-the-tcp-path-is) has the measurements and the recommended default.\n\n")
 	fmt.Fprintln(w, "| run | offered/s | reached/s | sent | delivered | dropped (metric) | kernel drops metric / proc | unaccounted | refused (resent) | max queue depth / capacity | max heap in use MiB | peak RSS MiB |")
 	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
 	for _, m := range rows {

@@ -238,7 +238,7 @@ func TestEndToEndHundredThousandEvents(t *testing.T) {
 		`leitstand_events_accepted_total{component="ingest"} 100000`,
 		`leitstand_events_sent_total{component="file"} 100000`,
 		`leitstand_queue_depth_events{queue="pipeline"} 0`,
-		`leitstand_queue_capacity_events{queue="pipeline"} 65536`,
+		`leitstand_queue_capacity_events{queue="pipeline"} 16384`,
 		`leitstand_http_requests_total{code="200",handler="ingest"} 200`,
 	} {
 		if !strings.Contains(metrics, want+"\n") {
