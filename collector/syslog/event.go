@@ -201,8 +201,16 @@ func (d *decoder) add(b *collector.Batch, fr frame, src string) {
 	if tags != 0 {
 		put("tags", collector.KindRaw, tagsJSON[tags])
 	}
+	if cap(e.Fields) < n+fieldsAddedLater {
+		// Room for what the pipeline adds (event.ingested, the anonymizer's
+		// counts), so the slice is not copied again while it is queued.
+		e.Fields = make([]collector.Field, 0, n+fieldsAddedLater)
+	}
 	e.Fields = append(e.Fields[:0], fs[:n]...)
 }
+
+// fieldsAddedLater is how many fields stages usually add to a syslog event.
+const fieldsAddedLater = 2
 
 // maxFields is the most fields add sets.
 const maxFields = 24
