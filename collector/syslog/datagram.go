@@ -113,6 +113,25 @@ func (l *listener) stopDatagram() {
 	}
 }
 
+// dropCheckInterval is how often a reader asks its socket for the kernel's
+// drop count when no datagram brought it.
+const dropCheckInterval = time.Second
+
+// addDrops counts the kernel's drops at socket i up to total.
+func (l *listener) addDrops(i int, total uint32) {
+	if d := total - l.drops[i]; d > 0 && d < 1<<31 {
+		l.pm.kernelDrops.Add(float64(d))
+	}
+	l.drops[i] = total
+}
+
+// countDrops asks socket i for its drop count.
+func (l *listener) countDrops(i int) {
+	if total, ok := socketDrops(l.pcs[i]); ok {
+		l.addDrops(i, total)
+	}
+}
+
 // readDatagrams is one reader: one datagram is one message (RFC 5426).
 func (l *listener) readDatagrams(i int) {
 	defer l.r.workers.Done()
@@ -142,10 +161,19 @@ func (l *listener) readDatagrams(i int) {
 		collector.PutBuffer(buf)
 	}()
 
+	// The kernel's drop count arrives with the next datagram; a quiet
+	// socket is asked for it directly now and then, and once more before
+	// the reader leaves, so drops at the end of a burst are counted too.
+	nextDropCheck := time.Now().Add(dropCheckInterval)
+	defer l.countDrops(i)
+
 	for {
 		deadline := s.lingerDeadline()
 		if at, stop := r.stopping(); stop && (deadline.IsZero() || at.Before(deadline)) {
 			deadline = at
+		}
+		if deadline.IsZero() || nextDropCheck.Before(deadline) {
+			deadline = nextDropCheck
 		}
 		if !deadline.Equal(armed) {
 			_ = pc.SetReadDeadline(deadline)
@@ -171,7 +199,11 @@ func (l *listener) readDatagrams(i int) {
 		n, oobn, addr, err := read(room, oob)
 		if err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
-				if _, stop := r.stopping(); stop {
+				if now := time.Now(); !now.Before(nextDropCheck) {
+					l.countDrops(i)
+					nextDropCheck = now.Add(dropCheckInterval)
+				}
+				if at, stop := r.stopping(); stop && !time.Now().Before(at) {
 					return
 				}
 				if ld := s.lingerDeadline(); !ld.IsZero() && !time.Now().Before(ld) {
@@ -188,10 +220,7 @@ func (l *listener) readDatagrams(i int) {
 		}
 		if oobn > 0 {
 			if total, ok := dropCount(oob[:oobn]); ok {
-				if d := total - l.drops[i]; d > 0 && d < 1<<31 {
-					l.pm.kernelDrops.Add(float64(d))
-				}
-				l.drops[i] = total
+				l.addDrops(i, total)
 			}
 		}
 		s.dec.n.bytes += n

@@ -593,6 +593,56 @@ func TestUDPKernelDropsAreCounted(t *testing.T) {
 	}
 }
 
+// TestUDPKernelDropsCountedWithoutALaterDatagram checks the drops of a
+// burst are counted even when no datagram follows to carry the count, and
+// that received + dropped is everything sent.
+func TestUDPKernelDropsCountedWithoutALaterDatagram(t *testing.T) {
+	cfg := testConfig(ProtoUDP)
+	cfg.BatchEvents = 1
+	cfg.Listeners[0].Readers = 1
+	cfg.Listeners[0].SocketBufferBytes = 4096
+	reg := prometheus.NewRegistry()
+	g := &gate{open: make(chan struct{}), events: make(chan int, 100000)}
+	r, err := New(cfg, g, telemetry.New(reg), reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer r.Shutdown(context.Background())
+	u, err := net.Dial("udp", r.Addrs()[0].String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer u.Close()
+	msg := "<13>1 - - - - - - " + strings.Repeat("d", 200)
+	const sent = 2001
+	for i := 0; i < sent; i++ {
+		io.WriteString(u, msg) // the first waits at the gate; the buffer overflows
+		if i == 0 {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	close(g.open)
+	h := &harness{t: t, reg: reg}
+	h.waitMetric(1000, 5*time.Second, "leitstand_syslog_kernel_drops_total", "protocol", "udp")
+	received := 0
+	for quiet := time.After(3 * time.Second); ; {
+		select {
+		case n := <-g.events:
+			received += n
+			continue
+		case <-quiet:
+		}
+		break
+	}
+	drops := h.waitMetric(float64(sent-received), 3*time.Second, "leitstand_syslog_kernel_drops_total", "protocol", "udp")
+	if received+int(drops) != sent {
+		t.Errorf("received %d + kernel drops counted %v != %d sent", received, drops, sent)
+	}
+}
+
 func TestManyTinyFramesInOneRead(t *testing.T) {
 	h := startHarness(t, testConfig(ProtoTCP))
 	c := dial(t, h, 0)

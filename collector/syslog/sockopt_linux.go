@@ -4,6 +4,7 @@ package syslog
 
 import (
 	"encoding/binary"
+	"golang.org/x/sys/unix"
 	"net"
 	"syscall"
 	"unsafe"
@@ -108,4 +109,25 @@ func dropCount(oob []byte) (uint32, bool) {
 		oob = oob[next:]
 	}
 	return 0, false
+}
+
+// socketDrops reads the socket's count of dropped datagrams directly
+// (SO_MEMINFO, SK_MEMINFO_DROPS): the same counter SO_RXQ_OVFL attaches to
+// datagrams, but readable when none arrives, so drops after the last
+// datagram of a burst are counted too.
+func socketDrops(pc net.PacketConn) (uint32, bool) {
+	rc, err := rawConn(pc)
+	if err != nil {
+		return 0, false
+	}
+	const skMeminfoVars, skMeminfoDrops = 9, 8
+	var info [skMeminfoVars]uint32
+	ok := false
+	_ = rc.Control(func(fd uintptr) {
+		size := uint32(unsafe.Sizeof(info))
+		_, _, errno := syscall.Syscall6(syscall.SYS_GETSOCKOPT, fd, syscall.SOL_SOCKET, unix.SO_MEMINFO,
+			uintptr(unsafe.Pointer(&info[0])), uintptr(unsafe.Pointer(&size)), 0)
+		ok = errno == 0 && size > skMeminfoDrops*4
+	})
+	return info[skMeminfoDrops], ok
 }

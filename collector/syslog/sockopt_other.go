@@ -26,3 +26,5 @@ func setReceiveBuffer(pc net.PacketConn, want int) (int, error) {
 func enableDropCounter(net.PacketConn) error { return syscall.ENOTSUP }
 
 func dropCount([]byte) (uint32, bool) { return 0, false }
+
+func socketDrops(net.PacketConn) (uint32, bool) { return 0, false }
