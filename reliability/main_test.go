@@ -2,6 +2,7 @@ package reliability
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -27,6 +28,12 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if f := flag.Lookup("test.fuzz"); f != nil && f.Value.String() != "" {
+		// fuzz.sh fuzzing FuzzConfigFile needs neither the binary nor
+		// Elasticsearch.
+		os.Exit(m.Run())
+	}
 	seed = uint64(time.Now().UnixNano())
 	if s := os.Getenv("LEITSTAND_RELIABILITY_SEED"); s != "" {
 		var err error
