@@ -23,5 +23,14 @@
 // the run. reliability/RELIABILITY.md is such a report from a full run.
 //
 // fuzz.sh runs every native fuzz target of the repository for a bounded
-// time each.
+// time each (FuzzConfigFile here fuzzes the daemon's YAML config); while
+// fuzzing, TestMain starts no peers.
+//
+// With the CI defaults the suite takes about 10 minutes on two cores
+// (Elasticsearch's start and restart included); the full run behind
+// RELIABILITY.md about 12:
+//
+//	CI=true LEITSTAND_RELIABILITY_ES_OUTAGE=5m LEITSTAND_RELIABILITY_OVERLOAD=1m \
+//	  LEITSTAND_RELIABILITY_REPORT=$PWD/reliability/RELIABILITY.md \
+//	  go test -count=1 -timeout 60m ./reliability/
 package reliability
