@@ -209,7 +209,7 @@ func build(cfg Config, dataDir string, log *slog.Logger) (*daemon, error) {
 		if d.router != nil {
 			notify = d.router
 		}
-		logRules, err = logrules.New(cfg.LogRules, logrules.Options{Logger: log.With("component", "log_rules"), Registerer: reg, WatchInterval: cfg.Rules.WatchInterval,
+		logRules, err = logrules.New(cfg.LogRules, logrules.Options{Logger: log.With("component", "log_rules"), Registerer: reg, WatchInterval: cfg.Rules.WatchInterval, ResendDelay: cfg.Rules.ResendDelay,
 			Appendable: engine.Appendable(), Notifier: notify})
 		if err != nil {
 			return nil, err

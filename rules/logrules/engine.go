@@ -45,6 +45,11 @@ type Options struct {
 	// edited rule file changes its PromQL and its log rules together.
 	// 0: no watching (Reload, on SIGHUP, still works).
 	WatchInterval time.Duration
+	// ResendDelay is how often a firing log alert is sent again while it
+	// stays firing, so an Alertmanager that was down, or restarted without
+	// its state, learns of it (Prometheus' resend_delay: pass the rules
+	// section's). 0: one minute.
+	ResendDelay time.Duration
 }
 
 // Engine evaluates log rules on the events of every batch. It implements
@@ -395,7 +400,10 @@ type alertState struct {
 	activeAt    time.Time
 	lastMatch   time.Time
 	lastSent    time.Time
-	count       float64
+	// lastNotified is the last time the alert went to the notifier, a
+	// resend included (lastSent is for the throttle and ignores resends).
+	lastNotified time.Time
+	count        float64
 }
 
 func newRuleState(r *Rule) *ruleState {
@@ -535,11 +543,26 @@ func (e *Engine) raise(s *ruleState, key string, ev *collector.Event, now time.T
 	if !a.lastSent.IsZero() && now.Sub(a.lastSent) < e.throttle(r) {
 		return nil
 	}
-	a.lastSent = now
+	a.lastSent, a.lastNotified = now, now
 	return &notifier.Alert{
 		Labels: a.labels, Annotations: a.annotations, StartsAt: a.activeAt,
-		EndsAt: now.Add(max(e.resolveAfter(r), e.throttle(r))),
+		EndsAt: e.endsAt(r, now),
 	}
+}
+
+// endsAt is the EndsAt of a firing notification sent at now: past the
+// moment the alert resolves by itself, and, as Prometheus does, at least
+// four resends ahead, so Alertmanager keeps it firing between resends but
+// resolves it if leitstand is gone.
+func (e *Engine) endsAt(r *Rule, now time.Time) time.Time {
+	return now.Add(max(e.resolveAfter(r), e.throttle(r), 4*e.resendDelay()))
+}
+
+func (e *Engine) resendDelay() time.Duration {
+	if e.opts.ResendDelay > 0 {
+		return e.opts.ResendDelay
+	}
+	return time.Minute
 }
 
 func (e *Engine) throttle(r *Rule) time.Duration {
@@ -654,8 +677,14 @@ func (e *Engine) Tick(ctx context.Context, now time.Time) error {
 				// Matches came in while throttled and none since the window
 				// ended: refresh the alert so a receiver that honours EndsAt
 				// does not resolve it before we do.
-				a.lastSent = now
-				resolved = append(resolved, &notifier.Alert{Labels: a.labels, Annotations: a.annotations, StartsAt: a.activeAt, EndsAt: now.Add(max(quiet, throttle))})
+				a.lastSent, a.lastNotified = now, now
+				resolved = append(resolved, &notifier.Alert{Labels: a.labels, Annotations: a.annotations, StartsAt: a.activeAt, EndsAt: e.endsAt(r, now)})
+			case now.Sub(a.lastNotified) >= e.resendDelay():
+				// Still firing: send it again, as the PromQL rules do, so
+				// an Alertmanager that missed it (down, restarted) gets it.
+				// The router does not keep what it failed to deliver.
+				a.lastNotified = now
+				resolved = append(resolved, &notifier.Alert{Labels: a.labels, Annotations: a.annotations, StartsAt: a.activeAt, EndsAt: e.endsAt(r, now)})
 			}
 		}
 		lb := e.lookback(r)

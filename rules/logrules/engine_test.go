@@ -211,10 +211,12 @@ func TestAlertThrottleResolve(t *testing.T) {
 	if n := len(h.notes.take()); n != 1 {
 		t.Errorf("after throttle: sent %d, want 1", n)
 	}
-	// Quiet for less than resolve_after: still firing.
-	_ = h.e.Tick(context.Background(), t0.Add(20*time.Minute))
-	if n := len(h.notes.take()); n != 0 || len(h.e.Alerts()) != 1 {
-		t.Errorf("resolved too early")
+	// Quiet for less than resolve_after: still firing, and sent again
+	// (resend delay 1m), with an EndsAt still ahead.
+	now := t0.Add(20 * time.Minute)
+	_ = h.e.Tick(context.Background(), now)
+	if re := h.notes.take(); len(re) != 1 || !re[0].EndsAt.After(now) || len(h.e.Alerts()) != 1 {
+		t.Errorf("resolved too early, or not resent: %v", re)
 	}
 	_ = h.e.Tick(context.Background(), t0.Add(26*time.Minute))
 	res := h.notes.take()
@@ -226,6 +228,40 @@ func TestAlertThrottleResolve(t *testing.T) {
 	h.feed(root("a"))
 	if n := len(h.notes.take()); n != 1 {
 		t.Errorf("new alert after resolve: sent %d", n)
+	}
+}
+
+// TestFiringAlertsAreResent checks a firing log alert goes to the notifier
+// again every resend delay, whatever the throttle, so an Alertmanager that
+// missed it learns of it, and that resending stops when it resolves.
+func TestFiringAlertsAreResent(t *testing.T) {
+	h := newHarness(t, t.TempDir(), alertRules)
+	h.feed(ev("Failed password for root from x", "event.dataset", "syslog", "host.name", "a"))
+	if n := len(h.notes.take()); n != 1 {
+		t.Fatalf("sent %d, want 1", n)
+	}
+	resends := 0
+	for m := 1; m <= 14; m++ {
+		now := t0.Add(time.Duration(m)*time.Minute + time.Second)
+		_ = h.e.Tick(context.Background(), now)
+		for _, a := range h.notes.take() {
+			if a.Name() != "RootLoginFailed" || !a.EndsAt.After(now.Add(3*time.Minute)) {
+				t.Errorf("minute %d: %s ends %s", m, a.Labels, a.EndsAt)
+			}
+			resends++
+		}
+	}
+	if resends != 14 {
+		t.Errorf("%d resends in 14 minutes of firing, want one a minute", resends)
+	}
+	// resolve_after is 15m: resolved once, then nothing more.
+	_ = h.e.Tick(context.Background(), t0.Add(16*time.Minute))
+	if res := h.notes.take(); len(res) != 1 || res[0].EndsAt.After(t0.Add(16*time.Minute)) {
+		t.Fatalf("resolve: %v", res)
+	}
+	_ = h.e.Tick(context.Background(), t0.Add(18*time.Minute))
+	if n := len(h.notes.take()); n != 0 {
+		t.Errorf("%d notifications after the resolve", n)
 	}
 }
 
