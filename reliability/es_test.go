@@ -101,6 +101,15 @@ type tally struct {
 	Unacked int
 }
 
+// total is the number of documents the scroll read.
+func (d esDocs) total() int {
+	n := 0
+	for _, c := range d.byMessage {
+		n += c
+	}
+	return n
+}
+
 // reconcile waits until every acknowledged message is in index (or the
 // timeout passes) and counts. acked and sent map message → expected _id
 // ("" when the scenario does not fix ids).
@@ -125,7 +134,10 @@ func reconcileWhere(t testing.TB, index string, sent, acked map[string]string, t
 				missing++
 			}
 		}
-		if missing == 0 || time.Now().After(deadline) {
+		// The scroll and _count must agree too: while the last batches
+		// are still being indexed a refresh between the two makes them
+		// differ, and the next read settles it.
+		if (missing == 0 && docs.total() == docs.count) || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(time.Second)
@@ -167,11 +179,7 @@ func reconcileWhere(t testing.TB, index string, sent, acked map[string]string, t
 			}
 		}
 	}
-	total := 0
-	for _, n := range docs.byMessage {
-		total += n
-	}
-	if total != docs.count {
+	if total := docs.total(); total != docs.count {
 		t.Errorf("the scroll read %d documents, _count says %d", total, docs.count)
 	}
 	if r.Lost > 0 {
