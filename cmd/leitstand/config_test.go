@@ -254,3 +254,31 @@ func TestAgentRoleDefaults(t *testing.T) {
 		t.Errorf("aggregator defaults changed: %+v", agg.Pipeline)
 	}
 }
+
+// TestCheckWarnsWhenNobodyMayQuery checks `leitstand check` warns, and
+// still succeeds, when the listener leaves loopback and no role could use
+// the Prometheus API.
+func TestCheckWarnsWhenNobodyMayQuery(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "c.yaml")
+	body := "http:\n  listen: 0.0.0.0:8080\ningest:\n  auth:\n    tokens: [ingest-token-0123456789]\n"
+	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	if code := Main([]string{"check", "-config", cfg, "-data", dir}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "no role with scope all: true has a token") {
+		t.Errorf("no warning: %q", stderr.String())
+	}
+	// With such a role the warning goes away.
+	tok := filepath.Join(dir, "ops")
+	os.WriteFile(tok, []byte("ops-token-0123456789"), 0o600)
+	body += "alerting:\n  default_role: ops\n  roles:\n    - name: ops\n      receiver: {name: ops}\n      scope: {all: true}\n      token_files: [" + tok + "]\n"
+	os.WriteFile(cfg, []byte(body), 0o600)
+	stderr.Reset()
+	if code := Main([]string{"check", "-config", cfg, "-data", dir}, &stdout, &stderr); code != 0 || strings.Contains(stderr.String(), "scope all") {
+		t.Errorf("exit %d, stderr %q", code, stderr.String())
+	}
+}

@@ -19,6 +19,7 @@ import (
 	_ "time/tzdata"
 
 	"github.com/leitstand/leitstand/alerting"
+	"github.com/leitstand/leitstand/collector/httpserver"
 	"github.com/leitstand/leitstand/dashboards"
 	"github.com/leitstand/leitstand/internal/config"
 	"github.com/leitstand/leitstand/rules"
@@ -142,8 +143,22 @@ func check(o options, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "warning: %s\n", u)
 		}
 	}
+	if !cfg.agent() && !httpserver.IsLoopback(cfg.HTTP.Listen) && cfg.HTTP.TLS.ClientCAFile == "" && !scopeAllHasToken(cfg.Alerting) {
+		fmt.Fprintf(stderr, "warning: http.listen %q leaves loopback and no role with scope all: true has a token, so the Prometheus API (/api/v1/query, /api/v1/rules, …) answers 401 to everyone, Grafana included\n", cfg.HTTP.Listen)
+	}
 	fmt.Fprintf(stdout, "config OK (%s): %s\n", name, cfg.Summary())
 	return 0
+}
+
+// scopeAllHasToken reports whether some role may use the Prometheus API
+// off loopback.
+func scopeAllHasToken(c alerting.Config) bool {
+	for _, r := range c.Roles {
+		if r.Scope.All && (len(r.TokenFiles) > 0 || len(r.TokenSHA256) > 0) {
+			return true
+		}
+	}
+	return false
 }
 
 // rulesCommand runs `leitstand rules test FILE…`, promtool's format.
