@@ -119,10 +119,24 @@ const dropCheckInterval = time.Second
 
 // addDrops counts the kernel's drops at socket i up to total.
 func (l *listener) addDrops(i int, total uint32) {
-	if d := total - l.drops[i]; d > 0 && d < 1<<31 {
+	var d uint32
+	d, l.drops[i] = dropsSince(l.drops[i], total)
+	if d > 0 {
 		l.pm.kernelDrops.Add(float64(d))
 	}
-	l.drops[i] = total
+}
+
+// dropsSince returns how many drops total adds to last, and the count to
+// keep. The counter only grows (modulo 2^32), but the two ways of reading
+// it disagree in time: a datagram's SO_RXQ_OVFL value is the count when it
+// was queued, older than what SO_MEMINFO said a moment ago. An older value
+// is ignored, not taken as the new base, or the drops between would be
+// counted twice.
+func dropsSince(last, total uint32) (added, next uint32) {
+	if d := total - last; d > 0 && d < 1<<31 {
+		return d, total
+	}
+	return 0, last
 }
 
 // countDrops asks socket i for its drop count.

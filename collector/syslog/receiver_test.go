@@ -683,3 +683,22 @@ func TestSteadyStreamOutlivesReadTimeout(t *testing.T) {
 		t.Errorf("a busy connection was closed for read_timeout")
 	}
 }
+
+// TestDropsSinceIgnoresOlderReadings checks a datagram's older drop count,
+// read after SO_MEMINFO's newer one, neither counts nor lowers the base
+// (the bench saw the metric 31,082 above /proc/net/udp before this).
+func TestDropsSinceIgnoresOlderReadings(t *testing.T) {
+	last, total := uint32(0), 0
+	for _, reading := range []uint32{100, 100, 90, 95, 150, 120, 150, 151} {
+		var d uint32
+		d, last = dropsSince(last, reading)
+		total += int(d)
+	}
+	if total != 151 || last != 151 {
+		t.Errorf("counted %d, base %d; want 151 each", total, last)
+	}
+	// Wrap-around of the kernel's 32-bit counter still counts forward.
+	if d, next := dropsSince(1<<32-10, 5); d != 15 || next != 5 {
+		t.Errorf("across the wrap: %d, %d", d, next)
+	}
+}
