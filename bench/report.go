@@ -619,7 +619,7 @@ func (r *Results) overloadMarkdown(w io.Writer) {
 			a.Unaccounted, refused, depth, heap, float64(m.PeakRSSBytes)/(1<<20))
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "Where *unaccounted* is not 0 it equals the kernel drops `/proc/net/udp` counted and `leitstand_syslog_kernel_drops_total` did not: leitstand learns the kernel's drop count from the `SO_RXQ_OVFL` value of each datagram it reads, which is the count when that datagram was queued, so datagrams dropped after the last one that made it into the socket buffer are never counted. Every other loss is in a counter: sent = delivered + dropped + kernel drops (/proc) in every run.\n\n")
+	fmt.Fprintf(w, "*unaccounted* must be 0: leitstand counts kernel drops from the `SO_RXQ_OVFL` value each datagram carries and, for drops after the last datagram of a burst, from the socket's own counter (`SO_MEMINFO`) every second and when it stops, so `leitstand_syslog_kernel_drops_total` equals the drops column of `/proc/net/udp`. Where it is not 0, that difference is a loss no counter saw.\n\n")
 }
 
 func overloadConns(cs []Case) string {
