@@ -558,13 +558,17 @@ func (g *gate) Enqueue(_ context.Context, b *collector.Batch, _ pipeline.Policy)
 	return nil
 }
 
-func TestUDPKernelDropsAreCounted(t *testing.T) {
+// startGatedUDP starts a UDP receiver with one reader, a 4 KiB socket
+// buffer and one-event batches whose pipeline waits at g until g.open is
+// closed, so datagrams pile up in the kernel; u sends to it.
+func startGatedUDP(t *testing.T) (g *gate, u net.Conn, reg *prometheus.Registry) {
+	t.Helper()
 	cfg := testConfig(ProtoUDP)
 	cfg.BatchEvents = 1
 	cfg.Listeners[0].Readers = 1
 	cfg.Listeners[0].SocketBufferBytes = 4096
-	reg := prometheus.NewRegistry()
-	g := &gate{open: make(chan struct{}), events: make(chan int, 100000)}
+	reg = prometheus.NewRegistry()
+	g = &gate{open: make(chan struct{}), events: make(chan int, 100000)}
 	r, err := New(cfg, g, telemetry.New(reg), reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -572,12 +576,17 @@ func TestUDPKernelDropsAreCounted(t *testing.T) {
 	if err := r.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	defer r.Shutdown(context.Background())
-	u, err := net.Dial("udp", r.Addrs()[0].String())
+	t.Cleanup(func() { r.Shutdown(context.Background()) })
+	u, err = net.Dial("udp", r.Addrs()[0].String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer u.Close()
+	t.Cleanup(func() { u.Close() })
+	return g, u, reg
+}
+
+func TestUDPKernelDropsAreCounted(t *testing.T) {
+	g, u, reg := startGatedUDP(t)
 	msg := "<13>1 - - - - - - " + strings.Repeat("d", 200)
 	io.WriteString(u, msg) // the reader takes it and waits at the gate
 	time.Sleep(100 * time.Millisecond)
@@ -597,25 +606,7 @@ func TestUDPKernelDropsAreCounted(t *testing.T) {
 // burst are counted even when no datagram follows to carry the count, and
 // that received + dropped is everything sent.
 func TestUDPKernelDropsCountedWithoutALaterDatagram(t *testing.T) {
-	cfg := testConfig(ProtoUDP)
-	cfg.BatchEvents = 1
-	cfg.Listeners[0].Readers = 1
-	cfg.Listeners[0].SocketBufferBytes = 4096
-	reg := prometheus.NewRegistry()
-	g := &gate{open: make(chan struct{}), events: make(chan int, 100000)}
-	r, err := New(cfg, g, telemetry.New(reg), reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	defer r.Shutdown(context.Background())
-	u, err := net.Dial("udp", r.Addrs()[0].String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer u.Close()
+	g, u, reg := startGatedUDP(t)
 	msg := "<13>1 - - - - - - " + strings.Repeat("d", 200)
 	const sent = 2001
 	for i := 0; i < sent; i++ {

@@ -1,12 +1,8 @@
 package elasticsearch
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
-	"net"
 	"net/http"
-	"time"
 
 	es8 "github.com/elastic/go-elasticsearch/v8"
 )
@@ -28,20 +24,9 @@ func NewSearchClient(cfg Config) (*SearchClient, error) {
 	if err != nil {
 		return nil, fmt.Errorf("elasticsearch: %w", err)
 	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.ResponseHeaderTimeout = cfg.RequestTimeout
-	tr.DialContext = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext
-	// The same trust as the sink's (New): one ca_file for both.
-	if cfg.CAFile != "" {
-		pem, err := loadCAFile(cfg.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("elasticsearch: ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("elasticsearch: ca_file %s: no usable certificate", cfg.CAFile)
-		}
-		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	tr, err := newTransport(&cfg)
+	if err != nil {
+		return nil, err
 	}
 	client, err := es8.NewBaseClient(es8.Config{
 		Addresses: cfg.URLs,

@@ -88,24 +88,14 @@ func New(cfg Config, reg prometheus.Registerer, log *slog.Logger) (*Sink, error)
 	if err != nil {
 		return nil, fmt.Errorf("elasticsearch: %w", err)
 	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr, err := newTransport(&cfg)
+	if err != nil {
+		return nil, err
+	}
 	tr.MaxIdleConnsPerHost = 2 * cfg.Workers
-	tr.ResponseHeaderTimeout = cfg.RequestTimeout
 	// Bulk answers are filtered to a status per item: small, and
 	// compressing them costs the node more CPU than it saves on the wire.
 	tr.DisableCompression = true
-	tr.DialContext = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext
-	if cfg.CAFile != "" {
-		pem, err := loadCAFile(cfg.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("elasticsearch: ca_file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("elasticsearch: ca_file %s: no usable certificate", cfg.CAFile)
-		}
-		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	}
 	client, err := es8.NewBaseClient(es8.Config{
 		Addresses: cfg.URLs,
 		Transport: tr,
@@ -495,3 +485,23 @@ var (
 	_ collector.Sink             = (*Sink)(nil)
 	_ collector.ReadinessChecker = (*Sink)(nil)
 )
+
+// newTransport is the HTTP transport to the cluster: the sink's and the
+// search client's, with one ca_file and the same timeouts.
+func newTransport(cfg *Config) (*http.Transport, error) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.ResponseHeaderTimeout = cfg.RequestTimeout
+	tr.DialContext = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	if cfg.CAFile != "" {
+		pem, err := loadCAFile(cfg.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("elasticsearch: ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("elasticsearch: ca_file %s: no usable certificate", cfg.CAFile)
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	return tr, nil
+}
