@@ -83,7 +83,8 @@ type Config struct {
 	RotateWait time.Duration `yaml:"rotate_wait"`
 	// PartialWait is how long the first parts of a line split by the
 	// runtime (CRI "P") wait for their last part before they are sent as
-	// they are. Default 5s.
+	// they are. Measured between the runtime's timestamps, so a re-read
+	// file splits the same way. Default 5s.
 	PartialWait time.Duration `yaml:"partial_wait"`
 	// MaxLineBytes is the longest message kept from one line, its parts
 	// joined; the rest is dropped and the event flagged
@@ -135,7 +136,9 @@ type MultilineRule struct {
 	// MaxBytes is the most bytes in one event; a line that would pass it
 	// starts a new one. Default 256KiB.
 	MaxBytes config.ByteSize `yaml:"max_bytes"`
-	// MaxWait is how long an event waits for more lines before it is sent.
+	// MaxWait is how long an event waits for more lines before it is sent:
+	// a line the runtime stamped more than MaxWait after the event's last
+	// line starts a new event, read live or read again after a restart.
 	// Default 2s.
 	MaxWait time.Duration `yaml:"max_wait"`
 }

@@ -62,8 +62,18 @@
 // pattern starts an event and the following lines join it, up to max_lines,
 // max_bytes and max_wait; such events are flagged ["multiline"].
 //
-// Known limits: a multi-line event split by max_wait and read again after
-// a restart, when its continuation had arrived, is stored twice (once as
-// the joined event, once as the continuation alone). Docker json-file
-// rotation is followed while running, through the symlink's target.
+// Whether a line joins what waits before it is decided by the runtime's
+// timestamps (a line stamped more than max_wait or partial_wait after the
+// last one starts anew), not by when the agent read it, so a file read
+// again after a restart is split into the same events with the same ids.
+// At the file's end a waiting event is sent 250ms after its wait, for
+// lines stamped in time but written late.
+//
+// Known limits: a line stamped in time but written more than 250ms late,
+// after its event was sent, is an event of its own while running but
+// joins the event when the file is read again after a restart that lost
+// the acknowledgement; the joined event has the stored event's id, so if
+// the late line itself had not been stored yet, it is lost.
+// Docker json-file rotation is followed while running, through the
+// symlink's target.
 package podlog

@@ -52,24 +52,12 @@ func FuzzReader(f *testing.F) {
 		cfg := DefaultConfig()
 		cfg.MaxLineBytes = 256 + configByteSize(maxLine)
 		cfg.ReadBufferBytes = 4 << 10
-		r := &Receiver{cfg: cfg, node: "n"}
 		rule := &multiline{sel: newSelector([]string{"*"}), re: mustRegexp(DefaultStartPattern), maxLines: 5, maxBytes: 2048, maxWait: time.Second}
-		fam := &family{r: r, key: "ns_p_u/c/0.log", base: "0.log", pod: podDir{"ns", "p", "u"}, container: "c", ml: rule}
-		fam.static = r.staticFields(fam)
 		path := filepath.Join(t.TempDir(), "0.log")
 		if err := os.WriteFile(path, data, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		src, file, err := openSource(path, false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer src.Close()
-		first := byte(0)
-		if len(data) > 0 {
-			first = data[0]
-		}
-		rd := &reader{f: fam, src: src, file: file, rec: &record{}, id: "0123456789abcdef", format: detectFormat(first)}
+		rd := bareReader(t, cfg, rule, path)
 		buf := make([]byte, cfg.ReadBufferBytes)
 		for i := 0; ; i++ {
 			if i > 10*len(data)+10 {
@@ -102,6 +90,25 @@ func FuzzReader(f *testing.F) {
 			t.Fatalf("read to %d of %d, pending %v", rd.cur.off, len(data), rd.pending())
 		}
 	})
+}
+
+// bareReader is a reader of the file at path without a Receiver around
+// it: the test drives fill and flushDue itself, with the clock it chooses.
+func bareReader(t testing.TB, cfg Config, rule *multiline, path string) *reader {
+	t.Helper()
+	r := &Receiver{cfg: cfg, node: "n"}
+	fam := &family{r: r, key: "ns_p_u/c/0.log", base: "0.log", pod: podDir{"ns", "p", "u"}, container: "c", ml: rule}
+	fam.static = r.staticFields(fam)
+	src, file, err := openSource(path, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { src.Close() })
+	head := make([]byte, 1)
+	if n, _ := src.ReadAt(head, 0); n == 0 {
+		head[0] = 0
+	}
+	return &reader{f: fam, src: src, file: file, rec: &record{}, id: "0123456789abcdef", format: detectFormat(head[0])}
 }
 
 func configByteSize(n uint16) config.ByteSize { return config.ByteSize(n) }

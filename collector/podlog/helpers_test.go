@@ -228,7 +228,11 @@ var testClock atomic.Int64
 
 // criLine builds one CRI line with a unique, increasing timestamp.
 func criLine(stream, tag, text string) string {
-	ts := time.Date(2026, 11, 22, 8, 0, 0, 0, time.UTC).Add(time.Duration(testClock.Add(1)) * time.Microsecond)
+	return criLineAt(time.Date(2026, 11, 22, 8, 0, 0, 0, time.UTC).Add(time.Duration(testClock.Add(1))*time.Microsecond), stream, tag, text)
+}
+
+// criLineAt is a CRI line the runtime stamped at ts.
+func criLineAt(ts time.Time, stream, tag, text string) string {
 	return ts.Format(time.RFC3339Nano) + " " + stream + " " + tag + " " + text + "\n"
 }
 

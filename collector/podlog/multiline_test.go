@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/leitstand/leitstand/collector"
 )
 
 func multilineConfig(t *testing.T, rule MultilineRule) Config {
@@ -107,11 +109,11 @@ func TestMultilineLimits(t *testing.T) {
 		}
 	}
 
-	// max_wait: a continuation that comes after the wait is an event of its own.
-	appendFile(t, log0, criLine("stdout", "F", "ERROR waits"))
+	// max_wait: a continuation stamped after the wait is an event of its own.
+	appendFile(t, log0, criLineAt(time.Now(), "stdout", "F", "ERROR waits"))
 	h.waitCount(5)
 	time.Sleep(400 * time.Millisecond)
-	appendFile(t, log0, criLine("stdout", "F", "\tat late"))
+	appendFile(t, log0, criLineAt(time.Now(), "stdout", "F", "\tat late"))
 	h.waitCount(6)
 	msgs := strings.Join(h.sink.messages(), "|")
 	if !strings.Contains(msgs, "|ERROR waits|") && !strings.HasSuffix(msgs, "|ERROR waits") {
@@ -128,5 +130,92 @@ func TestMultilineOnlyWhereTheRuleMatches(t *testing.T) {
 	h.waitCount(2)
 	if got := h.sink.messages(); len(got) != 2 {
 		t.Errorf("lines of a container without a rule were joined: %q", got)
+	}
+}
+
+// TestSplitIsTheSameWhenReadAgain: whether a line joins the event before
+// it is decided by the runtime's timestamps, not by when the agent read.
+// The file is read live (the continuation comes after the event was
+// sent for having waited max_wait) and then again from its start, as
+// after a restart that lost the acknowledgement: both reads give the same
+// events under the same ids, so the aggregator stores each once.
+func TestSplitIsTheSameWhenReadAgain(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.PartialWait = 300 * time.Millisecond
+	rule := &multiline{sel: newSelector([]string{"*"}), re: mustRegexp(DefaultStartPattern), maxLines: 50, maxBytes: 64 << 10, maxWait: 200 * time.Millisecond}
+	path := filepath.Join(t.TempDir(), "0.log")
+	t0 := time.Date(2026, 11, 22, 8, 0, 0, 0, time.UTC)
+	at := func(d time.Duration, stream, tag, text string) string { return criLineAt(t0.Add(d), stream, tag, text) }
+	// Each step: what the runtime wrote, and when the agent read it.
+	steps := []struct {
+		lines []string
+		read  time.Duration
+	}{
+		{[]string{at(0, "stderr", "F", "ERROR first"), at(100*time.Millisecond, "stderr", "F", "\tat a")}, 110 * time.Millisecond},
+		// 150ms after the last line: within max_wait, joins.
+		{[]string{at(250*time.Millisecond, "stderr", "F", "\tat b")}, 260 * time.Millisecond},
+		// Past max_wait but within the settle time: the event still waits,
+		// and a line stamped in time but written late joins it.
+		{nil, 500 * time.Millisecond},
+		{[]string{at(440*time.Millisecond, "stderr", "F", "\tat c")}, 510 * time.Millisecond},
+		// Nothing new long after: the event is sent.
+		{nil, 900 * time.Millisecond},
+		// Stamped 510ms after "\tat c": late, an event of its own, while
+		// running and when read again (where it directly follows).
+		{[]string{at(950*time.Millisecond, "stderr", "F", "\tat late")}, 960 * time.Millisecond},
+		// A line's parts: the second part 500ms after the first is late
+		// for partial_wait; the first was sent alone, flagged partial.
+		{[]string{at(1000*time.Millisecond, "stdout", "P", "half ")}, 1010 * time.Millisecond},
+		{nil, 1600 * time.Millisecond},
+		{[]string{at(1500*time.Millisecond, "stdout", "F", "other half")}, 1610 * time.Millisecond},
+		{nil, 3 * time.Second},
+	}
+	var live []string
+	appendFile(t, path)
+	rd := bareReader(t, cfg, rule, path)
+	for _, s := range steps {
+		appendFile(t, path, s.lines...)
+		live = append(live, readAt(t, rd, t0.Add(s.read), false)...)
+	}
+	sort.Strings(live)
+	want := []string{
+		"0123456789abcdef.0:1 ERROR first\n\tat a\n\tat b\n\tat c",
+		"0123456789abcdef.0:5 \tat late",
+		"0123456789abcdef.0:6 half ",
+		"0123456789abcdef.0:7 other half",
+	}
+	if strings.Join(live, "|") != strings.Join(want, "|") {
+		t.Errorf("read live:\n%q\nwant\n%q", live, want)
+	}
+	again := readAt(t, bareReader(t, cfg, rule, path), t0.Add(time.Hour), true)
+	sort.Strings(again)
+	if strings.Join(again, "|") != strings.Join(live, "|") {
+		t.Errorf("read again:\n%q\nlive:\n%q", again, live)
+	}
+}
+
+// readAt reads rd to the file's end at the given clock and returns
+// "<id> <message>" of the events it sent.
+func readAt(t *testing.T, rd *reader, now time.Time, final bool) []string {
+	t.Helper()
+	var got []string
+	buf := make([]byte, 4<<10)
+	for {
+		b := collector.NewBatch("test")
+		rd.batchBytes = 0
+		eof, _, err := rd.fill(b, buf, final, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if eof {
+			rd.flushDue(b, now, final)
+		}
+		for i := range b.Events {
+			got = append(got, b.Events[i].ID+" "+b.Events[i].Message())
+		}
+		b.Release()
+		if eof {
+			return got
+		}
 	}
 }

@@ -92,7 +92,8 @@ type part struct {
 	at        cursor // before its first line: where to read again from
 	win       int64
 	n         int32
-	ts        time.Time
+	ts        time.Time // of its first line: the event's time
+	last      time.Time // of its last line: whether the next one is late
 	buf       []byte
 	lines     int
 	parts     int
@@ -102,7 +103,7 @@ type part struct {
 }
 
 func (p *part) start(at cursor, win int64, n int32, ts time.Time) {
-	p.active, p.at, p.win, p.n, p.ts = true, at, win, n, ts
+	p.active, p.at, p.win, p.n, p.ts, p.last = true, at, win, n, ts, ts
 	p.buf, p.lines, p.parts, p.truncated, p.partial = p.buf[:0], 0, 0, false, false
 }
 
@@ -296,6 +297,9 @@ func (r *reader) lineAt(b *collector.Batch, raw []byte, at cursor, win int64, n 
 	}
 	maxLine := int(r.f.r.cfg.MaxLineBytes)
 	st := &r.streams[pl.stream]
+	if lp := &st.line; lp.active && late(lp.last, pl.ts, r.f.r.cfg.PartialWait) {
+		r.flushLine(b, pl.stream, now)
+	}
 	if st.line.active || pl.partial {
 		lp := &st.line
 		if !lp.active {
@@ -309,6 +313,7 @@ func (r *reader) lineAt(b *collector.Batch, raw []byte, at cursor, win int64, n 
 			lp.buf = append(lp.buf, pl.text...)
 		}
 		lp.truncated = lp.truncated || truncated
+		lp.last = pl.ts
 		if pl.partial {
 			lp.deadline = due(pl.ts, now, r.f.r.cfg.PartialWait)
 			return
@@ -325,13 +330,30 @@ func (r *reader) lineAt(b *collector.Batch, raw []byte, at cursor, win int64, n 
 	r.logical(b, pl.stream, at, win, n, pl.ts, text, truncated, false, now)
 }
 
-// due is when something last extended at ts (read at now) stops waiting:
-// lines read long after they were written (a backlog) do not wait again.
+// Whether a line joins the part before it (the runtime's parts of one
+// line, or a multi-line event) is decided by the runtime's timestamps,
+// never by when the agent happened to read: a line stamped more than the
+// wait after the part's last line is late and starts anew. Read live or
+// read again after a restart, a file is split the same way, so the events
+// get the same ids and the aggregator stores each once.
+func late(last, ts time.Time, wait time.Duration) bool {
+	return !last.IsZero() && !ts.IsZero() && ts.Sub(last) > wait
+}
+
+// settle is how long past its wait a part still waits at the file's end
+// for lines the runtime stamped in time but had not written yet. Sent
+// earlier, such a line would be split off while running and joined when
+// the file is read again after a restart.
+const settle = 250 * time.Millisecond
+
+// due is when something last extended at ts (read at now) is sent if no
+// more lines came: lines read long after they were written (a backlog) do
+// not wait again.
 func due(ts, now time.Time, wait time.Duration) time.Time {
 	if !ts.IsZero() && ts.Before(now) {
-		return ts.Add(wait)
+		return ts.Add(wait + settle)
 	}
-	return now.Add(wait)
+	return now.Add(wait + settle)
 }
 
 // cutUTF8 cuts p to at most n bytes without splitting a character.
@@ -364,12 +386,13 @@ func (r *reader) logical(b *collector.Batch, stream int, at cursor, win int64, n
 	ev := &r.streams[stream].event
 	start := ml.re.Match(text)
 	if ev.active {
-		if !start && ev.lines < ml.maxLines && len(ev.buf)+1+len(text) <= ml.maxBytes {
+		if !start && ev.lines < ml.maxLines && len(ev.buf)+1+len(text) <= ml.maxBytes && !late(ev.last, ts, ml.maxWait) {
 			ev.buf = append(ev.buf, '\n')
 			ev.buf = append(ev.buf, text...)
 			ev.lines++
 			ev.truncated = ev.truncated || truncated
 			ev.partial = ev.partial || partial
+			ev.last = ts
 			ev.deadline = due(ts, now, ml.maxWait)
 			return
 		}
@@ -380,6 +403,13 @@ func (r *reader) logical(b *collector.Batch, stream int, at cursor, win int64, n
 	ev.lines = 1
 	ev.truncated, ev.partial = truncated, partial
 	ev.deadline = due(ts, now, ml.maxWait)
+}
+
+// flushLine sends the parts of a line that never got its last part.
+func (r *reader) flushLine(b *collector.Batch, stream int, now time.Time) {
+	lp := &r.streams[stream].line
+	r.logical(b, stream, lp.at, lp.win, lp.n, lp.ts, lp.buf, lp.truncated, true, now)
+	lp.clear()
 }
 
 func (r *reader) flushEvent(b *collector.Batch, stream int) {
@@ -393,8 +423,7 @@ func (r *reader) flushDue(b *collector.Batch, now time.Time, final bool) {
 	for s := range r.streams {
 		st := &r.streams[s]
 		if lp := &st.line; lp.active && (final || !now.Before(lp.deadline)) {
-			r.logical(b, s, lp.at, lp.win, lp.n, lp.ts, lp.buf, lp.truncated, true, now)
-			lp.clear()
+			r.flushLine(b, s, now)
 		}
 		if ev := &st.event; ev.active && (final || !now.Before(ev.deadline)) {
 			r.flushEvent(b, s)
