@@ -118,6 +118,9 @@ type daemon struct {
 	rules    *rules.Engine
 	logRules *logrules.Engine
 	router   *alerting.Router // nil when no alerting is configured
+	// search answers the role API's event search; its idle connections
+	// to Elasticsearch are closed at stop.
+	search *elasticsearch.SearchClient
 	// sentryDSN is the embedded default's DSN, printed at start-up.
 	sentryDSN string
 	// receivers besides the HTTP listener; they start last and stop first.
@@ -250,6 +253,7 @@ func build(cfg Config, dataDir string, log *slog.Logger) (*daemon, error) {
 			if err != nil {
 				return nil, err
 			}
+			d.search = sc
 			apiOpts = append(apiOpts, alerting.WithEventSearch(alerting.EventSearch{
 				Transport: sc,
 				Indices:   cfg.Sinks.Elasticsearch.SearchIndices(),
@@ -359,6 +363,9 @@ func (d *daemon) stop(timeout time.Duration) error {
 		}
 	}
 	d.started = nil
+	if d.search != nil {
+		d.search.Close()
+	}
 	return errors.Join(errs...)
 }
 
