@@ -173,10 +173,24 @@ func checkRun(t *testing.T, m Measurement) {
 		if m.Delivered > m.Sent {
 			t.Errorf("%s rep %d: %d delivered of %d sent", m.Case, m.Rep, m.Delivered, m.Sent)
 		}
-	default:
-		if g.Sent != int64(g.Count) || m.Delivered != m.Sent || m.Sent != g.Events || m.Lost != 0 {
-			t.Errorf("%s rep %d: generator sent %d of %d (%d events), output has %d", m.Case, m.Rep, g.Sent, g.Count, g.Events, m.Delivered)
+	case PathTCP, PathNDJSON, PathSentry:
+		if g.Sent != int64(g.Count) || m.Sent != g.Events {
+			t.Errorf("%s rep %d: generator sent %d of %d (%d events)", m.Case, m.Rep, g.Sent, g.Count, g.Events)
 		}
+		switch {
+		case m.Delivered < m.Sent:
+			// Lossless paths: a shortfall is the harness (flow control,
+			// counting) or the daemon losing events, whichever daemon.
+			t.Errorf("%s rep %d: %d of %d events in the output", m.Case, m.Rep, m.Delivered, m.Sent)
+		case m.Delivered > m.Sent && (m.Daemon == Leitstand || m.Daemon == LeitstandIPOnly):
+			t.Errorf("%s rep %d: %d lines in the output for %d events", m.Case, m.Rep, m.Delivered, m.Sent)
+		case m.Delivered > m.Sent:
+			// A peer's own duplicates or split frames; RESULTS.md shows
+			// them as "extra" with the range over the runs.
+			t.Logf("%s rep %d: %d lines in the output for %d events (%d extra, the peer's)", m.Case, m.Rep, m.Delivered, m.Sent, m.Delivered-m.Sent)
+		}
+	default:
+		t.Errorf("%s: unknown path %q", m.Case, m.Path)
 	}
 	if m.WallSeconds <= 0 || m.CPUSeconds <= 0 || m.PeakRSSBytes <= 0 || m.EventsPerSecond <= 0 {
 		t.Errorf("%s rep %d: wall %v, CPU %v, RSS %d", m.Case, m.Rep, m.WallSeconds, m.CPUSeconds, m.PeakRSSBytes)

@@ -473,8 +473,15 @@ func (r *Results) Markdown(w io.Writer) {
 				continue
 			}
 			lost := ""
-			if s.Lost != 0 && s.Sent > 0 {
+			switch {
+			case s.Lost < 0:
+				// More lines out than events in: the daemon wrote some
+				// twice or split them (seen from rsyslog's imtcp).
+				lost = fmt.Sprintf(" (%s extra", itoa(-s.Lost))
+			case s.Lost != 0 && s.Sent > 0:
 				lost = fmt.Sprintf(" (%.1f %% lost", 100*float64(s.Lost)/float64(s.Sent))
+			}
+			if lost != "" {
 				if s.MinDelivered != s.MaxDelivered {
 					lost += fmt.Sprintf("; runs %s–%s", itoa(s.MinDelivered), itoa(s.MaxDelivered))
 				}

@@ -96,6 +96,22 @@ func TestSummaryAndMarkdown(t *testing.T) {
 			t.Errorf("Markdown lacks %q:\n%s", want, b.String())
 		}
 	}
+
+	// A peer that writes more lines than it got (rsyslog's imtcp did, in
+	// one run of a CI bench) is shown as extra, not as "-0.0 % lost".
+	extra := &Results{Schema: SchemaVersion, Mode: "quick", Cases: cases[1:2], Settings: Settings{Reps: 2}}
+	for rep, delivered := range []int64{1000, 1006} {
+		m := Measurement{Case: cases[1].Name, Group: cases[1].Group, Path: cases[1].Path, Daemon: cases[1].Daemon, Rep: rep + 1,
+			Sent: 1000, Delivered: delivered, Bytes: 1 << 20, WallSeconds: 1, CPUSeconds: 1, PeakRSSBytes: 50 << 20}
+		m.derive()
+		extra.Runs = append(extra.Runs, m)
+	}
+	extra.summarize()
+	b.Reset()
+	extra.Markdown(&b)
+	if want := "| rsyslog | 1003 / 1000 (3 extra; runs 1000–1006) |"; !strings.Contains(b.String(), want) {
+		t.Errorf("Markdown lacks %q:\n%s", want, b.String())
+	}
 	if err := (&Results{}).WriteFiles("", "", ""); err == nil {
 		t.Error("empty results written")
 	}
