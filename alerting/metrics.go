@@ -27,7 +27,7 @@ func newMetrics(r *Router) *metrics {
 			Help: "Alerts no role owns, routed to the default role."}),
 		queueLength: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "leitstand", Name: "notifications_queue_length",
 			Help: "Alerts waiting to be sent."}, func() float64 { return float64(r.queueLen()) }),
-		alerts: prometheus.NewDesc("leitstand_alerts", "Alerts last sent per role, state (firing, resolved in the last 15m) and severity.",
+		alerts: prometheus.NewDesc("leitstand_alerts", "Alerts per role, state and severity: pending (the rule's condition holds, its for: has not passed), firing, and resolved in the last 15m.",
 			[]string{"role", "state", "severity"}, nil),
 		searches: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "leitstand", Name: "event_searches_total",
 			Help: "Event searches of the role-scoped API by result: ok, unauthorized, forbidden, bad_request, too_large, " +

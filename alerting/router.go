@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -83,7 +84,16 @@ type Router struct {
 	activeMu  sync.Mutex
 	active    map[uint64]*Alert // by labels hash, role included
 	lastPrune time.Time
+
+	// rulesAlerts lists the rule engines' active alerts (WatchRules); the
+	// pending ones are counted in leitstand_alerts, since the router
+	// itself only sees alerts once they fire.
+	rulesAlerts atomic.Pointer[func() []Alert]
 }
+
+// WatchRules has leitstand_alerts count the alerts of src whose state is
+// pending (src is usually FromRules over the rule engines).
+func (r *Router) WatchRules(src func() []Alert) { r.rulesAlerts.Store(&src) }
 
 // New validates cfg, reads the token files and returns a Router that
 // queues until Start.
@@ -428,11 +438,19 @@ func (r *Router) FromRules(sources ...rules.AlertSource) func() []Alert {
 type countKey struct{ role, state, severity string }
 
 func (r *Router) alertCounts() map[countKey]int {
+	out := map[countKey]int{}
+	// Outside activeMu: the source takes the rule engines' locks.
+	if src := r.rulesAlerts.Load(); src != nil {
+		for _, a := range (*src)() {
+			if a.State == "pending" {
+				out[countKey{a.Labels[RoleLabel], "pending", a.Labels["severity"]}]++
+			}
+		}
+	}
 	now := time.Now()
 	r.activeMu.Lock()
 	defer r.activeMu.Unlock()
 	r.pruneLocked(now)
-	out := map[countKey]int{}
 	for _, a := range r.active {
 		state := "resolved"
 		if a.Firing(now) {

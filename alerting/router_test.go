@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/notifier"
+	promrules "github.com/prometheus/prometheus/rules"
 )
 
 // fakeAM records what reaches /api/v2/alerts; the first failures requests
@@ -118,6 +119,37 @@ leitstand_alerts_unowned_total 1
 	}
 	if n, err := testutil.GatherAndCount(reg, "leitstand_alerts"); err != nil || n != 4 {
 		t.Errorf("leitstand_alerts series: %d %v", n, err)
+	}
+}
+
+// TestRouterCountsPendingAlerts: alerts whose for: has not passed never
+// reach the router, yet the dashboards show them per role; WatchRules
+// counts them from the rule engines.
+func TestRouterCountsPendingAlerts(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	r, err := New(testConfig(t), Options{Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ruleAlert := func(state promrules.AlertState, kv ...string) *promrules.Alert {
+		return &promrules.Alert{State: state, Labels: labels.FromStrings(kv...), ActiveAt: time.Now()}
+	}
+	r.WatchRules(r.FromRules(func() []*promrules.Alert {
+		return []*promrules.Alert{
+			ruleAlert(promrules.StatePending, "alertname", "PGSlow", "service", "postgres", "namespace", "payments", "severity", "warning"),
+			ruleAlert(promrules.StatePending, "alertname", "Lost", "namespace", "nowhere", "severity", "info"),
+			// Firing alerts are counted from what the router sent.
+			ruleAlert(promrules.StateFiring, "alertname", "PGDown", "service", "postgres", "severity", "critical"),
+		}
+	}))
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP leitstand_alerts Alerts per role, state and severity: pending (the rule's condition holds, its for: has not passed), firing, and resolved in the last 15m.
+# TYPE leitstand_alerts gauge
+leitstand_alerts{role="dba",severity="warning",state="pending"} 1
+leitstand_alerts{role="dev/payments",severity="warning",state="pending"} 1
+leitstand_alerts{role="platform-ops",severity="info",state="pending"} 1
+`), "leitstand_alerts"); err != nil {
+		t.Error(err)
 	}
 }
 

@@ -63,10 +63,11 @@ func alertsBoard() *board {
 					q("sum("+rate("leitstand_log_rules_matches_total")+")", "matches"),
 					q("sum("+rate("leitstand_log_rules_notifications_total")+")", "notifications")),
 				tablePanel("Log rules in the time range", units.Short,
-					"Matches, notifications and matches dropped at a rule's cap (series, alert groups or seen values) in the dashboard's time range.",
+					"Matches, notifications, matches dropped at a rule's cap (series, alert groups or seen values, by rule kind), and record series and state of removed rules dropped after log_rules.idle_timeout, in the dashboard's time range.",
 					q("sum(increase(leitstand_log_rules_matches_total[$__range]))", ""),
 					q("sum(increase(leitstand_log_rules_notifications_total[$__range]))", ""),
-					q("sum by (kind) (increase(leitstand_log_rules_dropped_total[$__range]))", "")).size(12, 8),
+					q("sum by (kind) (increase(leitstand_log_rules_dropped_total[$__range]))", ""),
+					q("sum by (what) (increase(leitstand_log_rules_expired_total[$__range]))", "")).size(12, 8),
 			}},
 			{num: 5, title: "Delivery to Alertmanager", collapsed: true, panels: []*panel{
 				timeseriesPanel("Alerts handed to the notifier", "suffix: /s",

@@ -45,19 +45,33 @@ var notYetExported = map[string]string{
 	"leitstand_forward_retries_total":  "exported by agents (role: agent) only; the test daemon is an aggregator",
 	"leitstand_forward_splits_total":   "exported by agents (role: agent) only; the test daemon is an aggregator",
 
-	// rules/ registers these (rules/metrics.go); the engine is not wired
-	// into cmd/leitstand yet.
-	"leitstand_rule_group_evaluation_duration_seconds": "no series until a rule file is loaded (the test daemon has none)",
-	"leitstand_rule_evaluation_failures_total":         "no series until a rule file is loaded (the test daemon has none)",
-
-	// Assumed names: nothing registers them yet. The alerting and log-rule
-	// engineers are asked to export exactly these (see docs/dashboards.md).
-	"leitstand_alerts":                      "exported only when alerting is configured (the test daemon has no Alertmanager)",
-	"leitstand_log_rules_dropped_total":     "no series until a log rule reaches its cap",
-	"leitstand_notifications_sent_total":    "exported only when alerting is configured (the test daemon has no Alertmanager)",
-	"leitstand_notifications_errors_total":  "exported only when alerting is configured (the test daemon has no Alertmanager)",
-	"leitstand_notifications_dropped_total": "exported only when alerting is configured (the test daemon has no Alertmanager)",
+	"leitstand_notifications_errors_total": "no series until an Alertmanager refuses alerts; the test's Alertmanager accepts them",
 }
+
+// daemonRules are the leitstand daemon's own rules: a log record rule
+// and a log alert on the test's sshd lines, a PromQL alert that always
+// fires and one that stays pending.
+const daemonRules = `groups:
+  - name: dashboard-daemon
+    interval: 1s
+    rules:
+      - log: '{event.dataset="syslog"} |= "Failed password"'
+        record: log:failed_logins:count
+        by: [process.name]
+      - log: '{event.dataset="syslog"} |= "Failed password"'
+        alert: DashboardTestLogAlert
+        by: [host.hostname]
+        throttle: 1m
+        resolve_after: 1m
+        labels: {severity: warning}
+      - alert: DashboardTestDaemonAlert
+        expr: vector(1)
+        labels: {severity: critical}
+      - alert: DashboardTestDaemonPending
+        expr: vector(1)
+        for: 1h
+        labels: {severity: warning}
+`
 
 // alertRules make the test Prometheus write ALERTS and ALERTS_FOR_STATE the
 // way leitstand's rule engine (Prometheus' rule manager) does, with the role
@@ -175,6 +189,16 @@ func TestRealData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// PromQL and log rules, and alerts routed to a real Alertmanager, so
+	// the rule, log-rule and notification panels read the daemon's own
+	// series.
+	am, err := peers.StartAlertmanager(ctx, peers.AlertmanagerOptions{})
+	peers.Check(t, err)
+	peers.Cleanup(t, am)
+	ruleFile := filepath.Join(t.TempDir(), "daemon.rules.yml")
+	if err := os.WriteFile(ruleFile, []byte(daemonRules), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	waitES()
 	leitstand := startLeitstand(ctx, t, bin, lsAddr, fmt.Sprintf(`syslog:
   listeners:
@@ -184,7 +208,19 @@ sinks:
   elasticsearch:
     enabled: true
     urls: [%[2]q]
-`, syslogPort, es.URL))
+rules:
+  rule_files: [%[3]q]
+  evaluation_interval: 1s
+log_rules:
+  interval: 1s
+alerting:
+  alertmanagers: [%[4]q]
+  route: {group_wait: 0s, group_interval: 1s, repeat_interval: 1h}
+  roles:
+    - name: platform-ops
+      matchers: ['severity=~"warning|critical"']
+      receiver: {webhook_configs: [{url: 'http://127.0.0.1:9/ops'}]}
+`, syslogPort, es.URL, ruleFile, am.URL))
 
 	stopTraffic := sendEvents(ctx, t, leitstand, syslogPort)
 	t.Cleanup(stopTraffic)
@@ -201,10 +237,16 @@ sinks:
 			`leitstand_http_requests_total{code="200",handler="ingest"}`,
 			`leitstand_events_received_total{component="syslog_udp"}`,
 			`leitstand_elasticsearch_bulk_requests_total{outcome="ok"}`,
+			`leitstand_log_rules_matches_total`,
+			`leitstand_rule_alerts_sent_total`,
 		} {
 			if v := seriesValue(body, series); v <= 0 {
 				return fmt.Errorf("%s is %v", series, v)
 			}
+		}
+		// Alerts of both kinds reached the Alertmanager.
+		if !strings.Contains(body, "\nleitstand_notifications_sent_total{") {
+			return fmt.Errorf("no notification sent to Alertmanager yet")
 		}
 		return nil
 	})

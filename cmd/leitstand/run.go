@@ -222,6 +222,10 @@ func build(cfg Config, dataDir string, log *slog.Logger) (*daemon, error) {
 		}
 		d.logRules = logRules
 		engine.AddAlertSource(logRules.Alerts)
+		if d.router != nil {
+			// Pending alerts never reach the router; it counts them here.
+			d.router.WatchRules(d.router.FromRules(engine.ActiveAlerts))
+		}
 		stages = append(stages, logRules)
 	}
 	d.pipe = pipeline.New(cfg.Pipeline, stages, d.sinks, m, log.With("component", "pipeline"))

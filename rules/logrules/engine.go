@@ -867,6 +867,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		appended:      prometheus.NewCounter(prometheus.CounterOpts{Name: "leitstand_log_rules_samples_appended_total", Help: "Samples of record rules appended to the TSDB."}),
 		appendErrors:  prometheus.NewCounter(prometheus.CounterOpts{Name: "leitstand_log_rules_append_errors_total", Help: "Failed appends of record rule samples."}),
 	}
+	// Every known label value exists from the start at 0, so a dashboard
+	// shows "0 dropped" rather than "No data", and increase() sees the
+	// first drop.
+	for _, k := range []Kind{KindRecord, KindAlert, KindNewValue} {
+		m.dropped.WithLabelValues(string(k))
+	}
+	for _, what := range []string{"series", "rule_state"} {
+		m.expired.WithLabelValues(what)
+	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.rules, m.events, m.skippedSelf, m.matches, m.dropped, m.expired, m.notifications, m.appended, m.appendErrors} {
 			if err := reg.Register(c); err != nil {
