@@ -19,6 +19,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/leitstand/leitstand/internal/peers"
 )
 
@@ -174,24 +175,36 @@ func TestHostileInput(t *testing.T) {
 	})
 
 	t.Run("decompression bombs", func(t *testing.T) {
-		bomb := gzipBomb(t, 256<<20) // 256 MiB of zeros in about 250 kB
-		h := http.Header{"Content-Encoding": {"gzip"}}
 		rss0, _ := d.rssBytes()
-		code, body, err := post(ctx, insecureClient, d.url+"/v1/ingest", "application/x-ndjson", bomb, h)
-		if code != http.StatusRequestEntityTooLarge {
-			t.Errorf("NDJSON gzip bomb: %d %s %v, want 413", code, body, err)
+		var seen []string
+		for _, enc := range []string{"gzip", "zstd"} {
+			bomb := compressionBomb(t, enc, 256<<20) // 256 MiB of zeros in some kB
+			h := http.Header{"Content-Encoding": {enc}}
+			code, body, err := post(ctx, insecureClient, d.url+"/v1/ingest", "application/x-ndjson", bomb, h)
+			if code != http.StatusRequestEntityTooLarge {
+				t.Errorf("NDJSON %s bomb: %d %s %v, want 413", enc, code, body, err)
+			}
+			h2 := sentryAuth()
+			h2.Set("Content-Encoding", enc)
+			code2, body, err := post(ctx, insecureClient, d.url+"/api/1/envelope/", "application/x-sentry-envelope", bomb, h2)
+			if code2 != http.StatusRequestEntityTooLarge {
+				t.Errorf("Sentry %s bomb: %d %s %v, want 413", enc, code2, body, err)
+			}
+			seen = append(seen, fmt.Sprintf("%s (%d kB) → NDJSON %d, Sentry %d", enc, len(bomb)>>10, code, code2))
 		}
-		h2 := sentryAuth()
-		h2.Set("Content-Encoding", "gzip")
-		code2, body, err := post(ctx, insecureClient, d.url+"/api/1/envelope/", "application/x-sentry-envelope", bomb, h2)
-		if code2 != http.StatusRequestEntityTooLarge {
-			t.Errorf("Sentry gzip bomb: %d %s %v, want 413", code2, body, err)
+		// A zstd frame that asks for a 256 MiB window: refused before any
+		// memory is taken for it.
+		window := compressionBomb(t, "zstd-window", 32<<20)
+		code, body, err := post(ctx, insecureClient, d.url+"/v1/ingest", "application/x-ndjson", window, http.Header{"Content-Encoding": {"zstd"}})
+		if code/100 != 4 {
+			t.Errorf("zstd frame with a 256 MiB window: %d %s %v, want 4xx", code, body, err)
 		}
+		seen = append(seen, fmt.Sprintf("a zstd frame declaring a 256 MiB window → NDJSON %d", code))
 		rss1, _ := d.rssBytes()
 		if rss1-rss0 > 64<<20 {
 			t.Errorf("RSS grew by %d MiB on decompression bombs", (rss1-rss0)>>20)
 		}
-		rec.input("gzip bombs of %d kB that inflate to 256 MiB → NDJSON %d, Sentry %d; RSS %d → %d MiB", len(bomb)>>10, code, code2, rss0>>20, rss1>>20)
+		rec.input("bombs that inflate to 256 MiB: %s; RSS %d → %d MiB", strings.Join(seen, "; "), rss0>>20, rss1>>20)
 		probe("decompression bombs")
 	})
 
@@ -329,9 +342,25 @@ func sentryAuth() http.Header {
 	return http.Header{"X-Sentry-Auth": {"Sentry sentry_version=7, sentry_key=dev, sentry_client=reliability/1.0"}}
 }
 
-func gzipBomb(t testing.TB, size int) []byte {
+// compressionBomb compresses size bytes of zeros with gzip or zstd;
+// "zstd-window" writes a frame whose header asks for a 256 MiB window.
+func compressionBomb(t testing.TB, enc string, size int) []byte {
 	var buf bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	var zw io.WriteCloser
+	switch enc {
+	case "gzip":
+		zw, _ = gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	case "zstd":
+		zw, _ = zstd.NewWriter(&buf, zstd.WithEncoderLevel(zstd.SpeedBestCompression), zstd.WithWindowSize(1<<20))
+	case "zstd-window":
+		var err error
+		zw, err = zstd.NewWriter(&buf, zstd.WithWindowSize(256<<20), zstd.WithSingleSegment(false))
+		if err != nil {
+			t.Fatal(err)
+		}
+	default:
+		t.Fatalf("no encoding %q", enc)
+	}
 	zeros := make([]byte, 1<<20)
 	for i := 0; i < size/len(zeros); i++ {
 		zw.Write(zeros)
