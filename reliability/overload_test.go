@@ -2,6 +2,7 @@ package reliability
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -26,10 +27,11 @@ const (
 )
 
 // TestOverload: Elasticsearch's intake is throttled, which makes the
-// daemon's sustained capacity C; NDJSON and syslog UDP clients then each
-// offer 10×C. RSS must stay under the bound, every refusal must be a
-// counted 429 or a counted drop, /readyz and /metrics must answer within
-// a second throughout, and every acknowledged event must arrive once.
+// daemon's sustained capacity C; NDJSON, syslog UDP and syslog TCP clients
+// then each offer 10×C. RSS must stay under the bound, every refusal must
+// be a counted 429 or a counted drop, TCP must push back rather than
+// lose, /readyz and /metrics must answer within a second throughout, and
+// every acknowledged event must arrive once.
 func TestOverload(t *testing.T) {
 	suite.Require(t)
 	rec := scenario(t, 30, "Overload: 10× capacity")
@@ -47,7 +49,7 @@ ingest:
     when_full: drop_newest
 `, overloadSpool, overloadQueue, overloadInflight)), "@ES@", proxy.url(), 1)
 	cfg = strings.Replace(cfg, "    retry_initial: 50ms\n", "    retry_initial: 50ms\n    workers: 1\n    compress: false\n", 1)
-	cfg = strings.Replace(cfg, "syslog:\n  enabled: false\n", "syslog:\n  listeners:\n    - {protocol: udp, address: @SYSLOG@}\n", 1)
+	cfg = strings.Replace(cfg, "syslog:\n  enabled: false\n", "syslog:\n  listeners:\n    - {protocol: udp, address: @SYSLOG@}\n    - {protocol: tcp, address: @SYSLOG@}\n", 1)
 	d := newDaemon(t, "leitstand", cfg, daemonOptions{Env: []string{"GOMEMLIMIT=" + overloadMemLimit}})
 
 	// Calibrate: closed-loop clients keep the daemon busy; its capacity
@@ -65,7 +67,7 @@ ingest:
 		t.Fatalf("calibration measured a capacity of %.0f events/s; the throttle or Elasticsearch is broken", capacity)
 	}
 	offered := 10 * capacity
-	t.Logf("capacity %.0f events/s; offering %.0f events/s over NDJSON and again over syslog UDP for %s", capacity, offered, dur)
+	t.Logf("capacity %.0f events/s; offering %.0f events/s over NDJSON, again over syslog UDP and again over syslog TCP for %s", capacity, offered, dur)
 
 	before, _ := d.metrics()
 	udpDrops0 := udpSocketDrops(t, d.syslog)
@@ -137,6 +139,15 @@ ingest:
 		defer wg.Done()
 		udpSent.Store(blastUDP(t, d.syslog, offered, stop))
 	}()
+	// Syslog over TCP: one connection, octet-counted frames at the same
+	// rate; the daemon pushes back (when_full: block) and the sender's
+	// writes wait.
+	var tcpSent atomic.Int64
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tcpSent.Store(blastTCP(t, d.syslog, offered, stop))
+	}()
 
 	time.Sleep(dur)
 	close(stop)
@@ -204,27 +215,59 @@ ingest:
 		acked[k] = v
 		sent[k] = v
 	}
-	c, udpDocs := reconcileWhere(t, "logs-*-overload", sent, acked, 3*time.Minute, func(m string) bool { return strings.Contains(m, "udp datagram") })
+	// Reconcile TCP: every frame written was read (nothing dropped on
+	// receipt: the receiver blocks instead), and what the full spool
+	// refused after acceptance is counted.
+	tcpReceived, _ := d.waitMetric(time.Minute, func(v float64) bool {
+		return v-sum(before, "leitstand_events_received_total", `component="syslog_tcp"`) == float64(tcpSent.Load())
+	},
+		"leitstand_events_received_total", `component="syslog_tcp"`)
+	tcpReceived -= sum(before, "leitstand_events_received_total", `component="syslog_tcp"`)
+	after, _ = d.metrics()
+	tcpAccepted := delta("leitstand_events_accepted_total", `component="syslog_tcp"`)
+	tcpDropped := delta("leitstand_events_dropped_total", `component="syslog_tcp"`)
+	tcpDroppedLate := delta("leitstand_events_dropped_total", `component="syslog_tcp"`, `reason="sink_refused"`)
+	if tcpReceived != float64(tcpSent.Load()) {
+		t.Errorf("TCP: %d frames written, leitstand received %.0f", tcpSent.Load(), tcpReceived)
+	}
+	if tcpDropped != tcpDroppedLate || tcpAccepted != tcpReceived {
+		t.Errorf("TCP: received %.0f, accepted %.0f, dropped %.0f (%.0f after acceptance): a TCP listener must push back, not drop on receipt", tcpReceived, tcpAccepted, tcpDropped, tcpDroppedLate)
+	}
+	if tcpSent.Load() == 0 {
+		t.Error("TCP: no frame written")
+	}
+	c, syslogDocs := reconcileWhere(t, "logs-*-overload", sent, acked, 3*time.Minute, func(m string) bool {
+		return strings.Contains(m, "udp datagram") || strings.Contains(m, "tcp frame")
+	})
 	rec.counts(c)
-	udpStored, udpDup := 0, 0
-	for _, n := range udpDocs {
-		udpStored += n
-		udpDup += n - 1
+	stored := map[string]int{}
+	for m, n := range syslogDocs {
+		kind := "udp"
+		if strings.Contains(m, "tcp frame") {
+			kind = "tcp"
+		}
+		stored[kind] += n
+		if n > 1 {
+			t.Errorf("%q stored %d times", m, n)
+		}
 	}
-	if udpDup > 0 {
-		t.Errorf("%d UDP datagrams stored more than once", udpDup)
-	}
+	udpStored := stored["udp"]
 	if float64(udpStored) != accepted-droppedLate {
 		t.Errorf("UDP: %d datagrams in Elasticsearch, but %.0f accepted − %.0f dropped after acceptance = %.0f", udpStored, accepted, droppedLate, accepted-droppedLate)
 	}
-	rec.Load = fmt.Sprintf("capacity C = %.0f events/s (delivery to Elasticsearch throttled to %d KiB/s, measured over 10 s); offered 10×C = %.0f events/s over NDJSON (%d open-loop senders, %d events/request, no retries) and another %.0f datagrams/s over syslog UDP, for %s",
-		capacity, overloadESBytes>>10, offered, senders, perRequest, offered, dur)
+	if float64(stored["tcp"]) != tcpAccepted-tcpDroppedLate {
+		t.Errorf("TCP: %d frames in Elasticsearch, but %.0f accepted − %.0f dropped after acceptance = %.0f", stored["tcp"], tcpAccepted, tcpDroppedLate, tcpAccepted-tcpDroppedLate)
+	}
+	rec.Load = fmt.Sprintf("capacity C = %.0f events/s (delivery to Elasticsearch throttled to %d KiB/s, measured over 10 s); offered 10×C = %.0f events/s over NDJSON (%d open-loop senders, %d events/request, no retries), another %.0f datagrams/s over syslog UDP and another %.0f frames/s over one syslog TCP connection, for %s",
+		capacity, overloadESBytes>>10, offered, senders, perRequest, offered, offered, dur)
 	rec.Faults = fmt.Sprintf("bounds: GOMEMLIMIT=%s, pipeline.queue_size %d, ingest.max_inflight_bytes %s, ingest.queue.when_full drop_newest, spool.max_bytes %s with when_full refuse; RSS bound %d MiB",
 		overloadMemLimit, overloadQueue, overloadInflight, overloadSpool, overloadRSSBound>>20)
 	rec.note("peak RSS %d MiB (bound %d MiB)", peakRSS.Load()>>20, overloadRSSBound>>20)
 	rec.note("NDJSON answers %s; leitstand_http_requests_total{handler=\"ingest\"} agrees per code; %.0f events refused counted", ndjson.summary(), refusedEvents)
 	rec.note("UDP: %d datagrams sent = %.0f received + %d dropped by the kernel (leitstand_syslog_kernel_drops_total +%.0f); received = %.0f accepted + %.0f dropped on receipt; %.0f dropped after acceptance (spool full, reason sink_refused); %d stored in Elasticsearch",
 		udpSent.Load(), received, udpDrops, kernelCounted, accepted, dropped-droppedLate, droppedLate, udpStored)
+	rec.note("TCP: %d frames written (%.0f/s of %.0f/s offered: the daemon pushed back) = %.0f received = %.0f accepted; %.0f dropped after acceptance (spool full, reason sink_refused); %d stored in Elasticsearch",
+		tcpSent.Load(), float64(tcpSent.Load())/dur.Seconds(), offered, tcpReceived, tcpAccepted, tcpDroppedLate, stored["tcp"])
 	rec.note("%d probes of /readyz and /metrics, %d over %s, slowest %s", probes.Load(), slowProbes.Load(), overloadProbeMax, time.Duration(worstProbe.Load()).Round(time.Millisecond))
 	if code := d.stop(); code != 0 {
 		t.Errorf("exit %d after SIGTERM", code)
@@ -328,6 +371,48 @@ func blastUDP(t testing.TB, addr string, perSec float64, stop <-chan struct{}) i
 				break
 			}
 			n++
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// blastTCP writes octet-counted RFC 5424 frames to addr at perSec until
+// stop and returns how many were written whole. A write that waits
+// (backpressure) is resumed, never cut: a frame once begun is finished.
+func blastTCP(t testing.TB, addr string, perSec float64, stop <-chan struct{}) int64 {
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Error(err)
+		return 0
+	}
+	defer conn.Close()
+	var n int64
+	start := time.Now()
+	for {
+		select {
+		case <-stop:
+			return n
+		default:
+		}
+		due := int64(time.Since(start).Seconds() * perSec)
+		for n < due {
+			msg := fmt.Sprintf("<134>1 %s loadgen app %d - - tcp frame %d", time.Now().UTC().Format(time.RFC3339Nano), os.Getpid(), n)
+			frame := []byte(strconv.Itoa(len(msg)) + " " + msg)
+			for len(frame) > 0 {
+				_ = conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+				k, err := conn.Write(frame)
+				frame = frame[k:]
+				if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+					t.Errorf("TCP: %v after %d frames", err, n)
+					return n
+				}
+			}
+			n++
+			select {
+			case <-stop:
+				return n
+			default:
+			}
 		}
 		time.Sleep(time.Millisecond)
 	}
