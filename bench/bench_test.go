@@ -121,7 +121,7 @@ func checkLatencyAndOverload(t *testing.T, r Results) {
 	}
 	overload := 0
 	for _, m := range r.Runs {
-		if m.Error != "" || (m.Daemon != Leitstand && m.Daemon != LeitstandIPOnly) {
+		if m.Error != "" || !isLeitstand(m.Daemon) {
 			continue
 		}
 		a := m.Accounting
@@ -182,7 +182,7 @@ func checkRun(t *testing.T, m Measurement) {
 			// Lossless paths: a shortfall is the harness (flow control,
 			// counting) or the daemon losing events, whichever daemon.
 			t.Errorf("%s rep %d: %d of %d events in the output", m.Case, m.Rep, m.Delivered, m.Sent)
-		case m.Delivered > m.Sent && (m.Daemon == Leitstand || m.Daemon == LeitstandIPOnly):
+		case m.Delivered > m.Sent && isLeitstand(m.Daemon):
 			t.Errorf("%s rep %d: %d lines in the output for %d events", m.Case, m.Rep, m.Delivered, m.Sent)
 		case m.Delivered > m.Sent:
 			// A peer's own duplicates or split frames; RESULTS.md shows
@@ -200,7 +200,7 @@ func checkRun(t *testing.T, m Measurement) {
 	}
 	survived := m.PII.Survived
 	switch m.Daemon {
-	case Leitstand:
+	case Leitstand, LeitstandFsync:
 		if m.PII.Total() != 0 {
 			t.Errorf("%s rep %d: personal data in leitstand's output: %v, e.g. %v", m.Case, m.Rep, survived, m.PII.Examples)
 		}

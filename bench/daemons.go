@@ -20,9 +20,17 @@ import (
 const (
 	Leitstand       = "leitstand"
 	LeitstandIPOnly = "leitstand-ip-only"
-	Rsyslog         = "rsyslog"
-	SyslogNG        = "syslog-ng"
+	// LeitstandFsync syncs the file sink before each acknowledgement
+	// (sinks.file.fsync: always): what durability costs in latency.
+	LeitstandFsync = "leitstand-fsync"
+	Rsyslog        = "rsyslog"
+	SyslogNG       = "syslog-ng"
 )
+
+// isLeitstand reports whether d is leitstand in one of its setups.
+func isLeitstand(d string) bool {
+	return d == Leitstand || d == LeitstandIPOnly || d == LeitstandFsync
+}
 
 // receiver is one running daemon under test.
 type receiver interface {
@@ -116,16 +124,16 @@ func (p *leitstandProc) metricsURL() string { return p.metrics }
 // machine (tests running beside the benchmark) may take a port between
 // the probe and leitstand's bind, so a start that fails on a taken address
 // is tried again on other ports.
-func startLeitstand(ctx context.Context, s startSpec, ipOnly bool) (receiver, string, error) {
+func startLeitstand(ctx context.Context, s startSpec, daemon string) (receiver, string, error) {
 	for attempt := 1; ; attempt++ {
-		r, target, err := startLeitstandOnce(ctx, s, ipOnly)
+		r, target, err := startLeitstandOnce(ctx, s, daemon)
 		if err == nil || attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
 			return r, target, err
 		}
 	}
 }
 
-func startLeitstandOnce(ctx context.Context, s startSpec, ipOnly bool) (receiver, string, error) {
+func startLeitstandOnce(ctx context.Context, s startSpec, daemon string) (receiver, string, error) {
 	httpPort, err := peers.FreeTCPPort()
 	if err != nil {
 		return nil, "", err
@@ -135,8 +143,11 @@ func startLeitstandOnce(ctx context.Context, s startSpec, ipOnly bool) (receiver
 		return nil, "", err
 	}
 	cfg := fmt.Sprintf(leitstandConfig, httpPort, syslogPort, syslogPort)
-	if ipOnly {
+	switch daemon {
+	case LeitstandIPOnly:
 		cfg += ipOnlyAnonymize
+	case LeitstandFsync:
+		cfg = strings.Replace(cfg, "    fsync: never\n", "    fsync: always\n", 1)
 	}
 	if s.queueSize > 0 || s.workers > 0 {
 		cfg += "pipeline:\n"

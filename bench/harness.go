@@ -154,7 +154,7 @@ func (o Options) Cases() ([]Case, error) {
 	}
 	add(PathTCP, string(PathTCP), o.SyslogCount, 0, Leitstand, Rsyslog, SyslogNG, LeitstandIPOnly)
 	if o.LatencyRate > 0 {
-		ds := []string{Leitstand}
+		ds := []string{Leitstand, LeitstandFsync}
 		if o.LatencyPeers {
 			ds = append(ds, Rsyslog, SyslogNG)
 		}
@@ -167,7 +167,8 @@ func (o Options) Cases() ([]Case, error) {
 	if o.LatencyRate > 0 {
 		// 16 clients: with 4, each waiting for its answer, a slow answer
 		// or two keep the generator below the offered rate.
-		add(PathNDJSON, fmt.Sprintf("%s@%g", PathNDJSON, o.LatencyRate), o.LatencyCount, o.LatencyRate, Leitstand)
+		add(PathNDJSON, fmt.Sprintf("%s@%g", PathNDJSON, o.LatencyRate), o.LatencyCount, o.LatencyRate, Leitstand, LeitstandFsync)
+		cs[len(cs)-2].Conns = latencyHTTPClients
 		cs[len(cs)-1].Conns = latencyHTTPClients
 	}
 	add(PathSentry, string(PathSentry), o.SentryCount, 0, Leitstand)
@@ -472,8 +473,8 @@ func runCase(ctx context.Context, o Options, bins binaries, pii *piiSets, c Case
 	var rcv receiver
 	var target string
 	switch c.Daemon {
-	case Leitstand, LeitstandIPOnly:
-		rcv, target, err = startLeitstand(ctx, spec, c.Daemon == LeitstandIPOnly)
+	case Leitstand, LeitstandIPOnly, LeitstandFsync:
+		rcv, target, err = startLeitstand(ctx, spec, c.Daemon)
 	case Rsyslog:
 		rcv, target, err = startRsyslog(ctx, spec)
 	case SyslogNG:

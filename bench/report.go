@@ -524,7 +524,7 @@ func (r *Results) Markdown(w io.Writer) {
 	}
 	fmt.Fprintf(w, "- Input: seed %d, %d syslog messages, %d NDJSON lines, %d Sentry envelopes per case; %.0f%% of syslog and NDJSON messages carry e-mail or IP addresses\n",
 		r.Settings.Seed, r.Settings.SyslogCount, r.Settings.NDJSONCount, r.Settings.SentryCount, 100*r.Settings.PIIShare)
-	fmt.Fprint(w, `- leitstand: file sink without rotation, compression or fsync (as omfile and file() write by default); every anonymizer detector on (e-mail hashed, IPs truncated to /24 and /48, secrets masked, …). leitstand-ip-only: only the IP detector, the work the peers do.
+	fmt.Fprint(w, `- leitstand: file sink without rotation, compression or fsync (as omfile and file() write by default); every anonymizer detector on (e-mail hashed, IPs truncated to /24 and /48, secrets masked, …). leitstand-ip-only: only the IP detector, the work the peers do. leitstand-fsync: as leitstand, with sinks.file.fsync: always (each batch synced to disk before it is acknowledged), in the fixed-rate latency cases.
 - rsyslog: imtcp/imudp → mmanon (IPv4 /24, IPv6 /48) → omfile with a JSON template (option.jsonf), default main queue.
 - syslog-ng: network() (transport framed for octet counting, flags(syslog-protocol)) → two subst() rewrites (IPv4 /24, IPv6 /48) → file() with $(format-json), flags(flow-control).
 - Events counted as lines in the output files; CPU seconds are utime+stime(+cutime+cstime) of the receiving process from /proc/PID/stat between the start of sending and the last event seen; peak RSS is VmHWM. The generator runs as its own process and is not counted.

@@ -120,9 +120,10 @@ func TestSummaryAndMarkdown(t *testing.T) {
 func TestCasesOnly(t *testing.T) {
 	o := Full()
 	all, _ := o.Cases()
-	// 4 TCP, 3 TCP at the latency rate (peers too), 3 per UDP rate, NDJSON twice,
+	// 4 TCP, 4 TCP at the latency rate (peers and leitstand-fsync too), 3
+	// per UDP rate, NDJSON, NDJSON at the latency rate twice (leitstand-fsync),
 	// Sentry, 3 overload.
-	if want := 4 + 3 + 3*len(o.UDPRates) + 2 + 1 + 3; len(all) != want {
+	if want := 4 + 4 + 3*len(o.UDPRates) + 1 + 2 + 1 + 3; len(all) != want {
 		t.Errorf("%d cases, want %d", len(all), want)
 	}
 	o.Only = "nothing-matches"
