@@ -378,8 +378,11 @@ func blastUDP(t testing.TB, addr string, perSec float64, stop <-chan struct{}) i
 
 // blastTCP writes octet-counted RFC 5424 frames to addr at perSec until
 // stop and returns how many were written whole. A write that waits
-// (backpressure) is resumed, never cut: a frame once begun is finished.
+// (backpressure) is resumed, never cut: a frame once begun is finished,
+// within tcpFinishGrace after stop.
 func blastTCP(t testing.TB, addr string, perSec float64, stop <-chan struct{}) int64 {
+	const tcpFinishGrace = 30 * time.Second
+	var stopped time.Time
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Error(err)
@@ -405,6 +408,17 @@ func blastTCP(t testing.TB, addr string, perSec float64, stop <-chan struct{}) i
 				if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
 					t.Errorf("TCP: %v after %d frames", err, n)
 					return n
+				}
+				select {
+				case <-stop:
+					if stopped.IsZero() {
+						stopped = time.Now()
+					}
+					if len(frame) > 0 && time.Since(stopped) > tcpFinishGrace {
+						t.Errorf("TCP: the daemon read nothing for %s after the load stopped; frame %d left half written", tcpFinishGrace, n)
+						return n
+					}
+				default:
 				}
 			}
 			n++

@@ -64,16 +64,20 @@
 //
 // Whether a line joins what waits before it is decided by the runtime's
 // timestamps (a line stamped more than max_wait or partial_wait after the
-// last one starts anew), not by when the agent read it, so a file read
-// again after a restart is split into the same events with the same ids.
-// At the file's end a waiting event is sent 250ms after its wait, for
-// lines stamped in time but written late.
+// latest stamp of what waits starts anew), not by when the agent read it,
+// so a file read again after a restart is split into the same events with
+// the same ids. At the file's end a waiting event is sent 250ms (of the
+// agent's clock) after its wait, for lines stamped in time but written
+// late, and it waits as long as a line whose first part is in time for
+// it is still being joined from the runtime's parts.
 //
 // Known limits: a line stamped in time but written more than 250ms late,
 // after its event was sent, is an event of its own while running but
 // joins the event when the file is read again after a restart that lost
 // the acknowledgement; the joined event has the stored event's id, so if
-// the late line itself had not been stored yet, it is lost.
+// the late line itself had not been stored yet, it is lost. Lines without
+// a runtime timestamp (not CRI or json-file) are joined by the agent's
+// clock while running, so the same can happen to them.
 // Docker json-file rotation is followed while running, through the
 // symlink's target.
 package podlog

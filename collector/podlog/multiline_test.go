@@ -109,11 +109,10 @@ func TestMultilineLimits(t *testing.T) {
 		}
 	}
 
-	// max_wait: a continuation stamped after the wait is an event of its own.
-	appendFile(t, log0, criLineAt(time.Now(), "stdout", "F", "ERROR waits"))
-	h.waitCount(5)
-	time.Sleep(400 * time.Millisecond)
-	appendFile(t, log0, criLineAt(time.Now(), "stdout", "F", "\tat late"))
+	// max_wait: a continuation stamped more than the wait after the line
+	// before it is an event of its own, even when both are read at once.
+	now := time.Now()
+	appendFile(t, log0, criLineAt(now, "stdout", "F", "ERROR waits"), criLineAt(now.Add(400*time.Millisecond), "stdout", "F", "\tat late"))
 	h.waitCount(6)
 	msgs := strings.Join(h.sink.messages(), "|")
 	if !strings.Contains(msgs, "|ERROR waits|") && !strings.HasSuffix(msgs, "|ERROR waits") {
@@ -135,67 +134,114 @@ func TestMultilineOnlyWhereTheRuleMatches(t *testing.T) {
 
 // TestSplitIsTheSameWhenReadAgain: whether a line joins the event before
 // it is decided by the runtime's timestamps, not by when the agent read.
-// The file is read live (the continuation comes after the event was
-// sent for having waited max_wait) and then again from its start, as
-// after a restart that lost the acknowledgement: both reads give the same
-// events under the same ids, so the aggregator stores each once.
+// Each file is read live, step by step with the agent's clock given, and
+// then again from its start, as after a restart that lost the
+// acknowledgement: both reads must give the same events under the same
+// ids and flags, so the aggregator stores each once.
 func TestSplitIsTheSameWhenReadAgain(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.PartialWait = 300 * time.Millisecond
 	rule := &multiline{sel: newSelector([]string{"*"}), re: mustRegexp(DefaultStartPattern), maxLines: 50, maxBytes: 64 << 10, maxWait: 200 * time.Millisecond}
-	path := filepath.Join(t.TempDir(), "0.log")
 	t0 := time.Date(2026, 11, 22, 8, 0, 0, 0, time.UTC)
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
 	at := func(d time.Duration, stream, tag, text string) string { return criLineAt(t0.Add(d), stream, tag, text) }
-	// Each step: what the runtime wrote, and when the agent read it.
-	steps := []struct {
+	// A step: what the runtime wrote, then when the agent read.
+	type step struct {
 		lines []string
 		read  time.Duration
-	}{
-		{[]string{at(0, "stderr", "F", "ERROR first"), at(100*time.Millisecond, "stderr", "F", "\tat a")}, 110 * time.Millisecond},
-		// 150ms after the last line: within max_wait, joins.
-		{[]string{at(250*time.Millisecond, "stderr", "F", "\tat b")}, 260 * time.Millisecond},
-		// Past max_wait but within the settle time: the event still waits,
-		// and a line stamped in time but written late joins it.
-		{nil, 500 * time.Millisecond},
-		{[]string{at(440*time.Millisecond, "stderr", "F", "\tat c")}, 510 * time.Millisecond},
-		// Nothing new long after: the event is sent.
-		{nil, 900 * time.Millisecond},
-		// Stamped 510ms after "\tat c": late, an event of its own, while
-		// running and when read again (where it directly follows).
-		{[]string{at(950*time.Millisecond, "stderr", "F", "\tat late")}, 960 * time.Millisecond},
-		// A line's parts: the second part 500ms after the first is late
-		// for partial_wait; the first was sent alone, flagged partial.
-		{[]string{at(1000*time.Millisecond, "stdout", "P", "half ")}, 1010 * time.Millisecond},
-		{nil, 1600 * time.Millisecond},
-		{[]string{at(1500*time.Millisecond, "stdout", "F", "other half")}, 1610 * time.Millisecond},
-		{nil, 3 * time.Second},
 	}
-	var live []string
-	appendFile(t, path)
-	rd := bareReader(t, cfg, rule, path)
-	for _, s := range steps {
-		appendFile(t, path, s.lines...)
-		live = append(live, readAt(t, rd, t0.Add(s.read), false)...)
-	}
-	sort.Strings(live)
-	want := []string{
-		"0123456789abcdef.0:1 ERROR first\n\tat a\n\tat b\n\tat c",
-		"0123456789abcdef.0:5 \tat late",
-		"0123456789abcdef.0:6 half ",
-		"0123456789abcdef.0:7 other half",
-	}
-	if strings.Join(live, "|") != strings.Join(want, "|") {
-		t.Errorf("read live:\n%q\nwant\n%q", live, want)
-	}
-	again := readAt(t, bareReader(t, cfg, rule, path), t0.Add(time.Hour), true)
-	sort.Strings(again)
-	if strings.Join(again, "|") != strings.Join(live, "|") {
-		t.Errorf("read again:\n%q\nlive:\n%q", again, live)
+	for _, tc := range []struct {
+		name  string
+		steps []step
+		want  []string // "<id> <flags> <message>", sorted
+	}{{
+		name: "max_wait, settle and partial_wait",
+		steps: []step{
+			{[]string{at(0, "stderr", "F", "ERROR first"), at(ms(100), "stderr", "F", "\tat a")}, ms(110)},
+			// 150ms after the last line: within max_wait, joins.
+			{[]string{at(ms(250), "stderr", "F", "\tat b")}, ms(260)},
+			// Past max_wait but within the settle time: the event still
+			// waits, and a line stamped in time but written late joins it.
+			{nil, ms(500)},
+			{[]string{at(ms(440), "stderr", "F", "\tat c")}, ms(510)},
+			// Nothing new long after: the event is sent.
+			{nil, ms(900)},
+			// Stamped 510ms after "\tat c": late, an event of its own, while
+			// running and when read again (where it directly follows).
+			{[]string{at(ms(950), "stderr", "F", "\tat late")}, ms(960)},
+			// A line's parts: the second part 500ms after the first is late
+			// for partial_wait; the first is sent alone, flagged partial.
+			{[]string{at(ms(1000), "stdout", "P", "half ")}, ms(1010)},
+			{nil, ms(1600)},
+			{[]string{at(ms(1500), "stdout", "F", "other half")}, ms(1610)},
+			{nil, 3 * time.Second},
+		},
+		want: []string{
+			`0123456789abcdef.0:1 ["multiline"] ERROR first` + "\n\tat a\n\tat b\n\tat c",
+			"0123456789abcdef.0:5 - \tat late",
+			`0123456789abcdef.0:6 ["partial"] half `,
+			"0123456789abcdef.0:7 - other half",
+		},
+	}, {
+		// The event's wait runs out while a continuation is still coming
+		// in parts: its first part is in time, so the event waits for the
+		// whole line.
+		name: "continuation in parts",
+		steps: []step{
+			{[]string{at(0, "stderr", "F", "ERROR first"), at(ms(100), "stderr", "P", "\tat a ")}, ms(500)},
+			{[]string{at(ms(350), "stderr", "F", "rest")}, ms(510)},
+			{nil, 3 * time.Second},
+		},
+		want: []string{`0123456789abcdef.0:1 ["multiline"] ERROR first` + "\n\tat a rest"},
+	}, {
+		// A line without a runtime timestamp joins, but does not make a
+		// later line stamped long after look in time.
+		name: "line without a timestamp",
+		steps: []step{
+			// A line that is not CRI counts as stdout.
+			{[]string{at(0, "stdout", "F", "ERROR first"), "\tgarbage\n"}, ms(10)},
+			{nil, ms(1000)},
+			{[]string{at(ms(2000), "stdout", "F", "\tat late")}, ms(2010)},
+			{nil, 3 * time.Second},
+		},
+		want: []string{
+			`0123456789abcdef.0:1 ["multiline"] ERROR first` + "\n\tgarbage",
+			"0123456789abcdef.0:3 - \tat late",
+		},
+	}, {
+		// Stamps that go backwards: the latest one counts.
+		name: "timestamps going backwards",
+		steps: []step{
+			{[]string{at(ms(1000), "stderr", "F", "ERROR first"), at(ms(500), "stderr", "F", "\tat a")}, ms(1010)},
+			{[]string{at(ms(1150), "stderr", "F", "\tat b")}, ms(1160)},
+			{nil, 3 * time.Second},
+		},
+		want: []string{`0123456789abcdef.0:1 ["multiline"] ERROR first` + "\n\tat a\n\tat b"},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "0.log")
+			appendFile(t, path)
+			rd := bareReader(t, cfg, rule, path)
+			var live []string
+			for _, s := range tc.steps {
+				appendFile(t, path, s.lines...)
+				live = append(live, readAt(t, rd, t0.Add(s.read), false)...)
+			}
+			sort.Strings(live)
+			if strings.Join(live, "|") != strings.Join(tc.want, "|") {
+				t.Errorf("read live:\n%q\nwant\n%q", live, tc.want)
+			}
+			again := readAt(t, bareReader(t, cfg, rule, path), t0.Add(time.Hour), true)
+			sort.Strings(again)
+			if strings.Join(again, "|") != strings.Join(live, "|") {
+				t.Errorf("read again:\n%q\nlive:\n%q", again, live)
+			}
+		})
 	}
 }
 
 // readAt reads rd to the file's end at the given clock and returns
-// "<id> <message>" of the events it sent.
+// "<id> <log.flags or -> <message>" of the events it sent.
 func readAt(t *testing.T, rd *reader, now time.Time, final bool) []string {
 	t.Helper()
 	var got []string
@@ -211,7 +257,12 @@ func readAt(t *testing.T, rd *reader, now time.Time, final bool) []string {
 			rd.flushDue(b, now, final)
 		}
 		for i := range b.Events {
-			got = append(got, b.Events[i].ID+" "+b.Events[i].Message())
+			e := &b.Events[i]
+			flags := field(*e, "log.flags")
+			if flags == "" {
+				flags = "-"
+			}
+			got = append(got, e.ID+" "+flags+" "+e.Message())
 		}
 		b.Release()
 		if eof {

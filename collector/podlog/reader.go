@@ -105,6 +105,19 @@ type part struct {
 func (p *part) start(at cursor, win int64, n int32, ts time.Time) {
 	p.active, p.at, p.win, p.n, p.ts, p.last = true, at, win, n, ts, ts
 	p.buf, p.lines, p.parts, p.truncated, p.partial = p.buf[:0], 0, 0, false, false
+	p.deadline = time.Time{}
+}
+
+// extend notes a line stamped ts joining the part: the latest stamp
+// counts (a line without one, or stamped earlier, does not move it back),
+// and the deadline only moves later.
+func (p *part) extend(ts, now time.Time, wait time.Duration) {
+	if ts.After(p.last) {
+		p.last = ts
+	}
+	if d := due(ts, now, wait); d.After(p.deadline) {
+		p.deadline = d
+	}
 }
 
 // maxKeptPart is the buffer capacity a finished part may keep.
@@ -313,9 +326,8 @@ func (r *reader) lineAt(b *collector.Batch, raw []byte, at cursor, win int64, n 
 			lp.buf = append(lp.buf, pl.text...)
 		}
 		lp.truncated = lp.truncated || truncated
-		lp.last = pl.ts
+		lp.extend(pl.ts, now, r.f.r.cfg.PartialWait)
 		if pl.partial {
-			lp.deadline = due(pl.ts, now, r.f.r.cfg.PartialWait)
 			return
 		}
 		r.logical(b, pl.stream, lp.at, lp.win, lp.n, lp.ts, lp.buf, lp.truncated, false, now)
@@ -392,8 +404,7 @@ func (r *reader) logical(b *collector.Batch, stream int, at cursor, win int64, n
 			ev.lines++
 			ev.truncated = ev.truncated || truncated
 			ev.partial = ev.partial || partial
-			ev.last = ts
-			ev.deadline = due(ts, now, ml.maxWait)
+			ev.extend(ts, now, ml.maxWait)
 			return
 		}
 		r.flushEvent(b, stream)
@@ -402,7 +413,7 @@ func (r *reader) logical(b *collector.Batch, stream int, at cursor, win int64, n
 	ev.buf = append(ev.buf, text...)
 	ev.lines = 1
 	ev.truncated, ev.partial = truncated, partial
-	ev.deadline = due(ts, now, ml.maxWait)
+	ev.extend(ts, now, ml.maxWait)
 }
 
 // flushLine sends the parts of a line that never got its last part.
@@ -426,6 +437,13 @@ func (r *reader) flushDue(b *collector.Batch, now time.Time, final bool) {
 			r.flushLine(b, s, now)
 		}
 		if ev := &st.event; ev.active && (final || !now.Before(ev.deadline)) {
+			// A line still being joined from its parts joins the event if
+			// its first part is not late for it: the event waits for it,
+			// as it would when the file is read again.
+			if lp := &st.line; !final && lp.active && !late(ev.last, lp.ts, r.f.ml.maxWait) {
+				ev.deadline = lp.deadline
+				continue
+			}
 			r.flushEvent(b, s)
 		}
 	}
