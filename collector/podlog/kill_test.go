@@ -168,7 +168,7 @@ func TestSIGKILLedAgentLosesNothing(t *testing.T) {
 		agent = startAgentProcess(t, spec)
 	}
 	wg.Wait()
-	waitFor(t, "every line at the aggregator", 120*time.Second, func() bool { all, _ := ids.stats(0); return all == lines })
+	waitProgress(t, "every line at the aggregator", lines, func() int { all, _ := ids.stats(0); return all })
 	agent.terminate(t)
 
 	ids.mu.Lock()
