@@ -266,8 +266,12 @@ ingest:
 	rec.note("NDJSON answers %s; leitstand_http_requests_total{handler=\"ingest\"} agrees per code; %.0f events refused counted", ndjson.summary(), refusedEvents)
 	rec.note("UDP: %d datagrams sent = %.0f received + %d dropped by the kernel (leitstand_syslog_kernel_drops_total +%.0f); received = %.0f accepted + %.0f dropped on receipt; %.0f dropped after acceptance (spool full, reason sink_refused); %d stored in Elasticsearch",
 		udpSent.Load(), received, udpDrops, kernelCounted, accepted, dropped-droppedLate, droppedLate, udpStored)
-	rec.note("TCP: %d frames written (%.0f/s of %.0f/s offered: the daemon pushed back) = %.0f received = %.0f accepted; %.0f dropped after acceptance (spool full, reason sink_refused); %d stored in Elasticsearch",
-		tcpSent.Load(), float64(tcpSent.Load())/dur.Seconds(), offered, tcpReceived, tcpAccepted, tcpDroppedLate, stored["tcp"])
+	pace := "the daemon read as fast as it was offered"
+	if rate := float64(tcpSent.Load()) / dur.Seconds(); rate < 0.95*offered {
+		pace = "the daemon pushed back"
+	}
+	rec.note("TCP: %d frames written (%.0f/s of %.0f/s offered: %s) = %.0f received = %.0f accepted; %.0f dropped after acceptance (spool full, reason sink_refused); %d stored in Elasticsearch",
+		tcpSent.Load(), float64(tcpSent.Load())/dur.Seconds(), offered, pace, tcpReceived, tcpAccepted, tcpDroppedLate, stored["tcp"])
 	rec.note("%d probes of /readyz and /metrics, %d over %s, slowest %s", probes.Load(), slowProbes.Load(), overloadProbeMax, time.Duration(worstProbe.Load()).Round(time.Millisecond))
 	if code := d.stop(); code != 0 {
 		t.Errorf("exit %d after SIGTERM", code)
