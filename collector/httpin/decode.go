@@ -268,9 +268,20 @@ func (d *lineDecoder) timestamp() error {
 	if err != nil {
 		return &decodeError{pos: -1, msg: `"@timestamp" must be an RFC 3339 string or whole epoch milliseconds`}
 	}
+	if ms < minEpochMilli || ms > maxEpochMilli {
+		return &decodeError{pos: -1, msg: fmt.Sprintf(`"@timestamp" %d is outside the years 0000 to 9999 (epoch milliseconds)`, ms)}
+	}
 	d.ev.Timestamp, d.ts = time.UnixMilli(ms), true
 	return nil
 }
+
+// The epoch milliseconds an RFC 3339 time (four-digit years) can hold:
+// anything else would be stored as a time no reader, Elasticsearch
+// included, could parse back (found by FuzzDecodeLine).
+var (
+	minEpochMilli = time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+	maxEpochMilli = time.Date(9999, 12, 31, 23, 59, 59, 999e6, time.UTC).UnixMilli()
+)
 
 // str reads a string body after its opening quote. Without escapes the
 // result points into the line; with them it is unescaped into the arena.

@@ -2,7 +2,9 @@ package httpin
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/leitstand/leitstand/collector"
 )
@@ -50,4 +52,33 @@ func FuzzDecodeLine(f *testing.F) {
 			t.Fatalf("round trip changed the event:\n first %s\nsecond %s", want, got)
 		}
 	})
+}
+
+// TestEpochMillisecondsRange: epoch milliseconds are taken for the years
+// RFC 3339 can write (0000 to 9999) and refused with the reason outside.
+func TestEpochMillisecondsRange(t *testing.T) {
+	for _, c := range []struct {
+		ms   string
+		want string // the stored time, or "" for refused
+	}{
+		{"-62167219200000", "0000-01-01T00:00:00Z"},
+		{"-62167219200001", ""},
+		{"253402300799999", "9999-12-31T23:59:59.999Z"},
+		{"253402300800000", ""},
+		{"700000000000000", ""},
+	} {
+		b := collector.NewBatch("test")
+		d := lineDecoder{arena: &b.Arena}
+		e := b.Next()
+		err := d.decode([]byte(`{"@timestamp":`+c.ms+`,"message":"x"}`), e)
+		switch {
+		case c.want == "" && (err == nil || !strings.Contains(err.Error(), "outside the years 0000 to 9999")):
+			t.Errorf("%s: %v, want refused as out of range", c.ms, err)
+		case c.want != "" && err != nil:
+			t.Errorf("%s: %v", c.ms, err)
+		case c.want != "" && e.Timestamp.UTC().Format(time.RFC3339Nano) != c.want:
+			t.Errorf("%s: stored %s, want %s", c.ms, e.Timestamp.UTC().Format(time.RFC3339Nano), c.want)
+		}
+		b.Release()
+	}
 }
