@@ -458,7 +458,11 @@ func TestReloadKeepsState(t *testing.T) {
 		return nil
 	})
 	// A broken file keeps the old rules.
-	if err := os.WriteFile(file, []byte("groups: [{name: x, rules: [{alert: A, expr: 'sum('}]}]"), 0o644); err != nil {
+	// Files are replaced whole (write and rename), as ConfigMap mounts and
+	// config management do: the watcher (every 200ms) must not see one
+	// truncated and half written, which would reload it as empty and drop
+	// the group with its alert state.
+	if err := replaceFile(file, []byte("groups: [{name: x, rules: [{alert: A, expr: 'sum('}]}]")); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.Reload(); err == nil || !strings.Contains(err.Error(), file+":1:") {
@@ -470,7 +474,7 @@ func TestReloadKeepsState(t *testing.T) {
 	// A changed group takes over the state of its alerts; the watcher
 	// notices the change.
 	changed := strings.Replace(string(orig), "for: 1h", "for: 2h", 1)
-	if err := os.WriteFile(file, []byte(changed), 0o644); err != nil {
+	if err := replaceFile(file, []byte(changed)); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 10*time.Second, "reloaded rule", func() error {
@@ -495,6 +499,15 @@ func TestReloadKeepsState(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// replaceFile replaces path's content in one step.
+func replaceFile(path string, data []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
 
 func TestAPIErrors(t *testing.T) {
