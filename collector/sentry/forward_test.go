@@ -268,8 +268,14 @@ func TestForward(t *testing.T) {
 	fwdMetric := func(outcome string) float64 {
 		return metricValueLabel(t, f, "leitstand_sentry_forward_envelopes_total", "outcome", outcome)
 	}
-	if fwdMetric("sent") != 8 || fwdMetric("retried") != 2 {
-		t.Errorf("sent %v, retried %v", fwdMetric("sent"), fwdMetric("retried"))
+	// The upstream can have an envelope before the forwarder counted it
+	// (a CI run under -race read "sent" one short): wait for the count.
+	for deadline := time.Now().Add(5 * time.Second); fwdMetric("sent") != 8 || fwdMetric("retried") != 2; {
+		if time.Now().After(deadline) {
+			t.Errorf("sent %v, retried %v, want 8 and 2", fwdMetric("sent"), fwdMetric("retried"))
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
