@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/notifier"
+	promrules "github.com/prometheus/prometheus/rules"
 
 	"github.com/leitstand/leitstand/collector"
 	"github.com/leitstand/leitstand/internal/config"
@@ -85,15 +86,15 @@ type Router struct {
 	active    map[uint64]*Alert // by labels hash, role included
 	lastPrune time.Time
 
-	// rulesAlerts lists the rule engines' active alerts (WatchRules); the
+	// rulesAlerts lists the rule engine's active alerts (WatchRules); the
 	// pending ones are counted in leitstand_alerts, since the router
 	// itself only sees alerts once they fire.
-	rulesAlerts atomic.Pointer[func() []Alert]
+	rulesAlerts atomic.Pointer[rules.AlertSource]
 }
 
-// WatchRules has leitstand_alerts count the alerts of src whose state is
-// pending (src is usually FromRules over the rule engines).
-func (r *Router) WatchRules(src func() []Alert) { r.rulesAlerts.Store(&src) }
+// WatchRules has leitstand_alerts count, per role, the alerts of src
+// whose state is pending.
+func (r *Router) WatchRules(src rules.AlertSource) { r.rulesAlerts.Store(&src) }
 
 // New validates cfg, reads the token files and returns a Router that
 // queues until Start.
@@ -442,8 +443,12 @@ func (r *Router) alertCounts() map[countKey]int {
 	// Outside activeMu: the source takes the rule engines' locks.
 	if src := r.rulesAlerts.Load(); src != nil {
 		for _, a := range (*src)() {
-			if a.State == "pending" {
-				out[countKey{a.Labels[RoleLabel], "pending", a.Labels["severity"]}]++
+			if a.State != promrules.StatePending {
+				continue // firing ones are counted from what was sent
+			}
+			copies, _ := r.Label(&notifier.Alert{Labels: a.Labels})
+			for _, c := range copies {
+				out[countKey{c.Labels[RoleLabel], "pending", c.Labels["severity"]}]++
 			}
 		}
 	}

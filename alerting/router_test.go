@@ -134,14 +134,14 @@ func TestRouterCountsPendingAlerts(t *testing.T) {
 	ruleAlert := func(state promrules.AlertState, kv ...string) *promrules.Alert {
 		return &promrules.Alert{State: state, Labels: labels.FromStrings(kv...), ActiveAt: time.Now()}
 	}
-	r.WatchRules(r.FromRules(func() []*promrules.Alert {
+	r.WatchRules(func() []*promrules.Alert {
 		return []*promrules.Alert{
 			ruleAlert(promrules.StatePending, "alertname", "PGSlow", "service", "postgres", "namespace", "payments", "severity", "warning"),
 			ruleAlert(promrules.StatePending, "alertname", "Lost", "namespace", "nowhere", "severity", "info"),
 			// Firing alerts are counted from what the router sent.
 			ruleAlert(promrules.StateFiring, "alertname", "PGDown", "service", "postgres", "severity", "critical"),
 		}
-	}))
+	})
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
 # HELP leitstand_alerts Alerts per role, state and severity: pending (the rule's condition holds, its for: has not passed), firing, and resolved in the last 15m.
 # TYPE leitstand_alerts gauge

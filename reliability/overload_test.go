@@ -347,6 +347,36 @@ func (o *openLoop) ledger() (sent, acked map[string]string) {
 	return sent, acked
 }
 
+// pace calls send(n) for n = 0, 1, … at perSec, in bursts of a
+// millisecond's worth, until stop, and returns how many went out. send
+// reports false to have n tried again in the next burst, and an error to
+// end the loop.
+func pace(perSec float64, stop <-chan struct{}, send func(n int64) (bool, error)) int64 {
+	var n int64
+	start := time.Now()
+	for {
+		for due := int64(time.Since(start).Seconds() * perSec); n < due; n++ {
+			select {
+			case <-stop:
+				return n
+			default:
+			}
+			ok, err := send(n)
+			if err != nil {
+				return n
+			}
+			if !ok {
+				break
+			}
+		}
+		select {
+		case <-stop:
+			return n
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
 // blastUDP sends RFC 5424 datagrams at perSec until stop and returns how
 // many it sent.
 func blastUDP(t testing.TB, addr string, perSec float64, stop <-chan struct{}) int64 {
@@ -356,28 +386,13 @@ func blastUDP(t testing.TB, addr string, perSec float64, stop <-chan struct{}) i
 		return 0
 	}
 	defer conn.Close()
-	var n int64
-	start := time.Now()
-	for {
-		select {
-		case <-stop:
-			return n
-		default:
-		}
-		// Send in bursts of a millisecond's worth, then wait for the
-		// schedule.
-		due := int64(time.Since(start).Seconds() * perSec)
-		for n < due {
-			msg := fmt.Sprintf("<134>1 %s loadgen app %d - - udp datagram %d", time.Now().UTC().Format(time.RFC3339Nano), os.Getpid(), n)
-			if _, err := conn.Write([]byte(msg)); err != nil {
-				// ECONNREFUSED from an earlier ICMP: this datagram was
-				// not sent, so it does not count; try again later.
-				break
-			}
-			n++
-		}
-		time.Sleep(time.Millisecond)
-	}
+	return pace(perSec, stop, func(n int64) (bool, error) {
+		msg := fmt.Sprintf("<134>1 %s loadgen app %d - - udp datagram %d", time.Now().UTC().Format(time.RFC3339Nano), os.Getpid(), n)
+		// ECONNREFUSED from an earlier ICMP: this datagram was not sent,
+		// so it does not count; try again later.
+		_, err := conn.Write([]byte(msg))
+		return err == nil, nil
+	})
 }
 
 // blastTCP writes octet-counted RFC 5424 frames to addr at perSec until
@@ -386,54 +401,38 @@ func blastUDP(t testing.TB, addr string, perSec float64, stop <-chan struct{}) i
 // within tcpFinishGrace after stop.
 func blastTCP(t testing.TB, addr string, perSec float64, stop <-chan struct{}) int64 {
 	const tcpFinishGrace = 30 * time.Second
-	var stopped time.Time
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Error(err)
 		return 0
 	}
 	defer conn.Close()
-	var n int64
-	start := time.Now()
-	for {
-		select {
-		case <-stop:
-			return n
-		default:
-		}
-		due := int64(time.Since(start).Seconds() * perSec)
-		for n < due {
-			msg := fmt.Sprintf("<134>1 %s loadgen app %d - - tcp frame %d", time.Now().UTC().Format(time.RFC3339Nano), os.Getpid(), n)
-			frame := []byte(strconv.Itoa(len(msg)) + " " + msg)
-			for len(frame) > 0 {
-				_ = conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-				k, err := conn.Write(frame)
-				frame = frame[k:]
-				if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
-					t.Errorf("TCP: %v after %d frames", err, n)
-					return n
-				}
-				select {
-				case <-stop:
-					if stopped.IsZero() {
-						stopped = time.Now()
-					}
-					if len(frame) > 0 && time.Since(stopped) > tcpFinishGrace {
-						t.Errorf("TCP: the daemon read nothing for %s after the load stopped; frame %d left half written", tcpFinishGrace, n)
-						return n
-					}
-				default:
-				}
+	return pace(perSec, stop, func(n int64) (bool, error) {
+		msg := fmt.Sprintf("<134>1 %s loadgen app %d - - tcp frame %d", time.Now().UTC().Format(time.RFC3339Nano), os.Getpid(), n)
+		frame := []byte(strconv.Itoa(len(msg)) + " " + msg)
+		var stopped time.Time
+		for len(frame) > 0 {
+			_ = conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+			k, err := conn.Write(frame)
+			frame = frame[k:]
+			if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Errorf("TCP: %v after %d frames", err, n)
+				return false, err
 			}
-			n++
 			select {
 			case <-stop:
-				return n
+				if stopped.IsZero() {
+					stopped = time.Now()
+				}
+				if len(frame) > 0 && time.Since(stopped) > tcpFinishGrace {
+					t.Errorf("TCP: the daemon read nothing for %s after the load stopped; frame %d left half written", tcpFinishGrace, n)
+					return false, errors.New("frame left half written")
+				}
 			default:
 			}
 		}
-		time.Sleep(time.Millisecond)
-	}
+		return true, nil
+	})
 }
 
 // udpSocketDrops reads the drops column of the UDP socket bound to addr

@@ -224,7 +224,7 @@ func build(cfg Config, dataDir string, log *slog.Logger) (*daemon, error) {
 		engine.AddAlertSource(logRules.Alerts)
 		if d.router != nil {
 			// Pending alerts never reach the router; it counts them here.
-			d.router.WatchRules(d.router.FromRules(engine.ActiveAlerts))
+			d.router.WatchRules(engine.ActiveAlerts)
 		}
 		stages = append(stages, logRules)
 	}
